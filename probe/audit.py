@@ -1,0 +1,183 @@
+"""Attack many images with many attacks through one engine, and turn outcomes into records.
+
+For each image the defended classifier's label of the original (one majority
+vote of g_{sigma,n}, not charged to the attacker) is the label to move away
+from; images whose true label is known and differs are skipped (already
+misclassified). Every (image, attack) pair is one engine job with its own
+oracle, budget and seeded streams. After an attack, ``p_adv`` is estimated
+from fresh smoothed evaluations that no attacker pays for; ``success`` needs
+an adversarial found and ``p_adv >= pa``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from probe.attacks import make_attack
+from probe.attacks.base import distance
+from probe.data import ImageSet
+from probe.engine import Engine, Job
+from probe.oracle import Criterion, Oracle, SmoothedClassifier, estimate_p_adv, majority
+
+STREAM_CLEAN, STREAM_ATTACK, STREAM_ORACLE, STREAM_PADV = 10, 11, 12, 13
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Settings shared by every job of a run."""
+
+    attacks: tuple[str, ...] = ("hsja", "surfree", "rays")
+    norm: str = "l2"
+    pa: float = 0.5
+    budget: int = 2000
+    seed: int = 0
+    targeted: int | None = None
+    p_adv_samples: int = 100
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *keys])
+
+
+def clean_labels(classifier: SmoothedClassifier, images: ImageSet, seed: int) -> np.ndarray:
+    """One majority vote of g_{sigma,n} per original image (seeded per image)."""
+    votes = classifier.votes([(images.x[i : i + 1], _rng(seed, i, STREAM_CLEAN)) for i in range(len(images))])
+    return np.array([int(majority(v)[0]) for v in votes], dtype=np.int64)
+
+
+def _attack_norm(name: str, norm: str) -> str:
+    return "linf" if name == "rays" else ("l2" if name == "surfree" else norm)
+
+
+def build_jobs(
+    classifier: SmoothedClassifier, images: ImageSet, clean: np.ndarray, config: AttackConfig
+) -> tuple[list[Job], list[dict]]:
+    """Engine jobs for every (image, attack) to run, and records for the skipped ones."""
+    jobs, skipped = [], []
+    for i in range(len(images)):
+        label = int(images.labels[i]) if images.labels[i] >= 0 else None
+        x_init = None
+        reason = None
+        if config.targeted is None:
+            criterion = Criterion(int(clean[i]), pa=config.pa)
+            if label is not None and clean[i] != label:
+                reason = "misclassified"
+        else:
+            criterion = Criterion(config.targeted, targeted=True, pa=config.pa)
+            if clean[i] == config.targeted:
+                reason = "already the target class"
+            else:
+                starts = np.flatnonzero(clean == config.targeted)
+                x_init = images.x[starts[0]] if len(starts) else None
+        for a, name in enumerate(config.attacks):
+            meta = {"index": i, "attack": name, "attack_index": a, "label": label, "clean_label": int(clean[i])}
+            if reason is not None:
+                skipped.append(_record(meta, images, classifier, config, None, None, 0.0, reason))
+                continue
+            attack = make_attack(name, norm=_attack_norm(name, config.norm))
+            gen = attack.run(images.x[i], config.budget, _rng(config.seed, i, a, STREAM_ATTACK), x_init)
+            oracle = Oracle(classifier, criterion, config.budget, _rng(config.seed, i, a, STREAM_ORACLE))
+            meta["criterion"] = criterion
+            meta["started"] = time.perf_counter()
+            jobs.append(Job(gen, oracle, meta))
+    return jobs, skipped
+
+
+def _record(meta, images, classifier, config, job, p_adv, seconds, skipped=None) -> dict:
+    i = meta["index"]
+    outcome = job.outcome if job is not None else None
+    found = outcome is not None and outcome.found
+    x0 = images.x[i]
+    return {
+        "image": images.ids[i],
+        "label": meta["label"],
+        "clean_label": meta["clean_label"],
+        "attack": meta["attack"],
+        "norm": _attack_norm(meta["attack"], config.norm),
+        "sigma": classifier.sigma,
+        "n": classifier.n,
+        "pa": config.pa,
+        "seed": config.seed,
+        "budget": config.budget,
+        "targeted": config.targeted,
+        "queries": job.oracle.queries if job else 0,
+        "inferences": job.oracle.inferences if job else 0,
+        "found": found,
+        "success": bool(found and p_adv is not None and p_adv >= config.pa),
+        "p_adv": p_adv,
+        "l2": distance(outcome.x_adv, x0, "l2") if found else None,
+        "linf": distance(outcome.x_adv, x0, "linf") if found else None,
+        "seconds": round(seconds, 3),
+        "skipped": skipped,
+    }
+
+
+def finish_job(job: Job, classifier: SmoothedClassifier, images: ImageSet, config: AttackConfig) -> dict:
+    """The result record of a finished job (with its p_adv estimate)."""
+    meta = job.meta
+    p_adv = None
+    if job.outcome is not None and job.outcome.found:
+        rng = _rng(config.seed, meta["index"], meta["attack_index"], STREAM_PADV)
+        p_adv = estimate_p_adv(classifier, meta["criterion"], job.outcome.x_adv, rng, config.p_adv_samples)
+    return _record(meta, images, classifier, config, job, p_adv, time.perf_counter() - meta["started"])
+
+
+def attack_images(
+    classifier: SmoothedClassifier,
+    images: ImageSet,
+    config: AttackConfig,
+    on_record: Callable[[dict, Job | None], None] | None = None,
+    on_round: Callable[[list[Job]], None] | None = None,
+) -> list[dict]:
+    """Run every attack on every image; ``on_record(record, job)`` is called as each finishes."""
+    clean = clean_labels(classifier, images, config.seed)
+    jobs, skipped = build_jobs(classifier, images, clean, config)
+    records: list[dict] = []
+    for rec in skipped:
+        records.append(rec)
+        if on_record:
+            on_record(rec, None)
+
+    def done(job: Job) -> None:
+        rec = finish_job(job, classifier, images, config)
+        records.append(rec)
+        if on_record:
+            on_record(rec, job)
+
+    Engine(classifier).run(jobs, on_result=done, on_round=on_round)
+    return records
+
+
+def defended_accuracy(records: list[dict]) -> float | None:
+    """Accuracy of the defended classifier on the labelled originals (one vote each)."""
+    seen = {r["image"]: r for r in records if r["label"] is not None}
+    if not seen:
+        return None
+    return sum(1 for r in seen.values() if r["clean_label"] == r["label"]) / len(seen)
+
+
+def summarize(records: list[dict]) -> dict[str, dict]:
+    """Per attack: success rate, mean/median L2 and Linf of successes, mean queries."""
+    accuracy = defended_accuracy(records)
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r["attack"] for r in records):
+        rows = [r for r in records if r["attack"] == name and not r["skipped"]]
+        wins = [r for r in rows if r["success"]]
+        l2 = np.array([r["l2"] for r in wins], dtype=float)
+        linf = np.array([r["linf"] for r in wins], dtype=float)
+        out[name] = {
+            "attacked": len(rows),
+            "skipped": sum(1 for r in records if r["attack"] == name and r["skipped"]),
+            "success_rate": len(wins) / len(rows) if rows else None,
+            "mean_l2": float(l2.mean()) if len(l2) else None,
+            "median_l2": float(np.median(l2)) if len(l2) else None,
+            "mean_linf": float(linf.mean()) if len(linf) else None,
+            "median_linf": float(np.median(linf)) if len(linf) else None,
+            "mean_queries": float(np.mean([r["queries"] for r in rows])) if rows else None,
+            "defended_accuracy": accuracy,
+        }
+    return out
