@@ -1,0 +1,1 @@
+"""Model recipes (export of checkpoints to ONNX with probe metadata) and the model registry."""
