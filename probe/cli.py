@@ -277,13 +277,18 @@ def certify(
     images: ImagesOpt = None,
     labels: LabelsOpt = None,
     limit: LimitOpt = None,
-    sigma: SigmaOpt = 0.25,
+    sigma: Annotated[
+        list[float], typer.Option("--sigma", help="Noise std in [0,1] space; repeat for several curves.")
+    ] = [0.25],
     n: NOpt = 1000,
     n0: Annotated[int, typer.Option("--n0", help="Samples that select the class.")] = 100,
     alpha: Annotated[float, typer.Option("--alpha", help="Failure probability of the certificate.")] = 0.001,
     radii: Annotated[
         str, typer.Option("--radii", help="Radii of the certified-accuracy table.")
     ] = "0,0.25,0.5,0.75,1.0,1.5,2.0",
+    plot: Annotated[
+        Optional[Path], typer.Option("--plot", help="Write the certified-accuracy curves (Fig. 4) to this PNG.")
+    ] = None,
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "auto",
@@ -296,11 +301,12 @@ def certify(
     output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Cohen et al.'s CERTIFY per image, then certified accuracy at several radii."""
+    """Cohen et al.'s CERTIFY per image, then certified accuracy at several radii (per sigma)."""
     from probe.certification import certified_accuracy, certify_images
     from probe.oracle import SmoothedClassifier
 
-    _check(sigma > 0, f"certification needs --sigma > 0, got {sigma}")
+    for s_ in sigma:
+        _check(s_ > 0, f"certification needs --sigma > 0, got {s_}")
     _check(n >= 1 and n0 >= 1, "--n and --n0 must be >= 1")
     _check(0 < alpha < 1, f"--alpha must be in (0, 1), got {alpha}")
     try:
@@ -309,42 +315,53 @@ def certify(
         raise ProbeError(f"--radii expects comma-separated numbers, got {radii!r}") from None
     runtime = open_runtime(model, batch_size, device, layout, channels, scale, mean, std, size, output)
     data = open_images(runtime, model, images, labels, limit)
-    classifier = SmoothedClassifier(runtime, sigma, n)
-    with progress_bar("certify", len(data)) as advance:
-        records = certify_images(classifier, data, n0, n, alpha, seed, advance)
-    curve = certified_accuracy(records, radius_list)
-    if as_json:
-        _emit_json(
+    runs = []
+    for s_ in sigma:
+        classifier = SmoothedClassifier(runtime, s_, n)
+        with progress_bar(f"certify sigma={s_:g}", len(data)) as advance:
+            records = certify_images(classifier, data, n0, n, alpha, seed, advance)
+        curve = certified_accuracy(records, radius_list)
+        runs.append(
             {
-                "sigma": sigma,
+                "sigma": s_,
                 "n": n,
                 "n0": n0,
                 "alpha": alpha,
                 "images": records,
-                "certified_accuracy": {str(k): v for k, v in curve.items()},
+                "certified_accuracy": {f"{k:g}": v for k, v in curve.items()},
             }
         )
+    if plot is not None:
+        from probe.experiments.plots import plot_certified_accuracy
+
+        plot_certified_accuracy(runs, plot)
+    if as_json:
+        _emit_json({"model": runtime.info.path, "runs": runs})
         return
-    table = Table(title=f"certification (sigma={sigma}, n0={n0}, n={n}, alpha={alpha})")
-    for col in ("image", "label", "class", "pA lower", "radius", "correct"):
-        table.add_column(col)
-    for r in records:
-        table.add_row(
-            r["image"],
-            _fmt(r["label"]),
-            "abstain" if r["abstain"] else f"{r['predicted']} {runtime.class_name(r['predicted'])}",
-            _fmt(r["pa_lower"], 4),
-            _fmt(r["radius"], 3),
-            _fmt(r["correct"]),
-        )
-    out.print(table)
-    if curve:
+    for run in runs:
+        table = Table(title=f"certification (sigma={run['sigma']}, n0={n0}, n={n}, alpha={alpha})")
+        for col in ("image", "label", "class", "pA lower", "radius", "correct"):
+            table.add_column(col)
+        for r in run["images"]:
+            table.add_row(
+                r["image"],
+                _fmt(r["label"]),
+                "abstain" if r["abstain"] else f"{r['predicted']} {runtime.class_name(r['predicted'])}",
+                _fmt(r["pa_lower"], 4),
+                _fmt(r["radius"], 3),
+                _fmt(r["correct"]),
+            )
+        out.print(table)
+    if runs[0]["certified_accuracy"]:
         acc = Table(title="certified accuracy")
         acc.add_column("radius")
-        acc.add_column("accuracy")
-        for radius, value in curve.items():
-            acc.add_row(f"{radius:g}", f"{value:.2f}")
+        for run in runs:
+            acc.add_column(f"sigma={run['sigma']:g}")
+        for radius in runs[0]["certified_accuracy"]:
+            acc.add_row(radius, *(f"{run['certified_accuracy'][radius]:.2f}" for run in runs))
         out.print(acc)
+    if plot is not None:
+        err.print(f"wrote {plot}")
 
 
 @app.command()

@@ -104,9 +104,9 @@ def test_certify_json(setup):
     model, folder = setup
     result = run("certify", "--model", model, "--images", folder, "--sigma", 0.1, "--n", 500, "--json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["runs"][0]
     curve = data["certified_accuracy"]
-    assert curve["0.0"] >= curve["0.25"] >= curve["0.5"]
+    assert curve["0"] >= curve["0.25"] >= curve["0.5"]
     for rec in data["images"]:
         assert rec["abstain"] or rec["radius"] > 0
 
