@@ -1,9 +1,9 @@
 """Attack many images with many attacks through one engine, and turn outcomes into records.
 
-For each image the defended classifier's label of the original (one majority
-vote of g_{sigma,n}, not charged to the attacker) is the label to move away
-from; images whose true label is known and differs are skipped (already
-misclassified). Every (image, attack) pair is one engine job with its own
+For each image the label of the original under the ideal smoothed classifier
+g_sigma (estimated from ``p_adv_samples`` fresh votes of g_{sigma,n}, not
+charged to the attacker) is the label to move away from, as in eq. (4); images
+whose true label is known and differs are skipped (already misclassified). Every (image, attack) pair is one engine job with its own
 oracle, budget and seeded streams. After an attack, ``p_adv`` is estimated
 from fresh smoothed evaluations that no attacker pays for; ``success`` needs
 an adversarial found and ``p_adv >= pa``.
@@ -37,16 +37,40 @@ class AttackConfig:
     seed: int = 0
     targeted: int | None = None
     p_adv_samples: int = 100
+    confirm_share: float = 0.1
+
+    def confirm_votes(self) -> int:
+        """Answers per confirmation check: about eight checks fit the kept-back share."""
+        return int(np.clip(int(self.confirm_share * self.budget) // 8, 5, 12))
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
-def clean_labels(classifier: SmoothedClassifier, images: ImageSet, seed: int) -> np.ndarray:
-    """One majority vote of g_{sigma,n} per original image (seeded per image)."""
-    votes = classifier.votes([(images.x[i : i + 1], _rng(seed, i, STREAM_CLEAN)) for i in range(len(images))])
-    return np.array([int(majority(v)[0]) for v in votes], dtype=np.int64)
+def clean_labels(
+    classifier: SmoothedClassifier, images: ImageSet, seed: int, evaluations: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label of each original under the ideal smoothed classifier g_sigma, and how often
+    the practical g_{sigma,n} agrees with the true label.
+
+    Each image gets ``evaluations`` fresh majority votes of g_{sigma,n} (seeded per image,
+    charged to nobody). The label to move away from is the argmax of all their votes
+    together (g_sigma estimated with evaluations * n samples: the reference of eq. (4));
+    the second array is, per image, the fraction of the evaluations whose majority vote
+    is the true label (NaN when the label is unknown): the defended classifier's accuracy.
+    """
+    evaluations = 1 if classifier.sigma == 0 else evaluations
+    requests = [
+        (np.broadcast_to(images.x[i], (evaluations, *images.x.shape[1:])), _rng(seed, i, STREAM_CLEAN))
+        for i in range(len(images))
+    ]
+    labels, agree = [], []
+    for i, votes in enumerate(classifier.votes(requests)):
+        labels.append(int(np.argmax(votes.sum(axis=0))))
+        true = images.labels[i]
+        agree.append(float(np.mean(majority(votes) == true)) if true >= 0 else float("nan"))
+    return np.array(labels, dtype=np.int64), np.array(agree)
 
 
 def _attack_norm(name: str, norm: str) -> str:
@@ -54,7 +78,11 @@ def _attack_norm(name: str, norm: str) -> str:
 
 
 def build_jobs(
-    classifier: SmoothedClassifier, images: ImageSet, clean: np.ndarray, config: AttackConfig
+    classifier: SmoothedClassifier,
+    images: ImageSet,
+    clean: np.ndarray,
+    accuracy: np.ndarray,
+    config: AttackConfig,
 ) -> tuple[list[Job], list[dict]]:
     """Engine jobs for every (image, attack) to run, and records for the skipped ones."""
     jobs, skipped = [], []
@@ -74,11 +102,21 @@ def build_jobs(
                 starts = np.flatnonzero(clean == config.targeted)
                 x_init = images.x[starts[0]] if len(starts) else None
         for a, name in enumerate(config.attacks):
-            meta = {"index": i, "attack": name, "attack_index": a, "label": label, "clean_label": int(clean[i])}
+            meta = {
+                "index": i,
+                "attack": name,
+                "attack_index": a,
+                "label": label,
+                "clean_label": int(clean[i]),
+                "clean_accuracy": None if label is None else float(accuracy[i]),
+            }
             if reason is not None:
                 skipped.append(_record(meta, images, classifier, config, None, None, 0.0, reason))
                 continue
             attack = make_attack(name, norm=_attack_norm(name, config.norm))
+            if classifier.sigma > 0 and config.confirm_share > 0:
+                # a randomized oracle: keep part of the budget to confirm the final point
+                attack.confirm_with(config.confirm_votes(), config.pa, config.confirm_share)
             gen = attack.run(images.x[i], config.budget, _rng(config.seed, i, a, STREAM_ATTACK), x_init)
             oracle = Oracle(classifier, criterion, config.budget, _rng(config.seed, i, a, STREAM_ORACLE))
             meta["criterion"] = criterion
@@ -96,6 +134,7 @@ def _record(meta, images, classifier, config, job, p_adv, seconds, skipped=None)
         "image": images.ids[i],
         "label": meta["label"],
         "clean_label": meta["clean_label"],
+        "clean_accuracy": meta["clean_accuracy"],
         "attack": meta["attack"],
         "norm": _attack_norm(meta["attack"], config.norm),
         "sigma": classifier.sigma,
@@ -134,8 +173,8 @@ def attack_images(
     on_round: Callable[[list[Job]], None] | None = None,
 ) -> list[dict]:
     """Run every attack on every image; ``on_record(record, job)`` is called as each finishes."""
-    clean = clean_labels(classifier, images, config.seed)
-    jobs, skipped = build_jobs(classifier, images, clean, config)
+    clean, accuracy = clean_labels(classifier, images, config.seed, config.p_adv_samples)
+    jobs, skipped = build_jobs(classifier, images, clean, accuracy, config)
     records: list[dict] = []
     for rec in skipped:
         records.append(rec)
@@ -153,11 +192,12 @@ def attack_images(
 
 
 def defended_accuracy(records: list[dict]) -> float | None:
-    """Accuracy of the defended classifier on the labelled originals (one vote each)."""
-    seen = {r["image"]: r for r in records if r["label"] is not None}
+    """Accuracy of the defended classifier g_{sigma,n} on the labelled originals
+    (per image, the fraction of fresh majority votes that give the true label)."""
+    seen = {r["image"]: r["clean_accuracy"] for r in records if r["clean_accuracy"] is not None}
     if not seen:
         return None
-    return sum(1 for r in seen.values() if r["clean_label"] == r["label"]) / len(seen)
+    return float(np.mean(list(seen.values())))
 
 
 def summarize(records: list[dict]) -> dict[str, dict]:

@@ -12,7 +12,13 @@ Every query goes through :class:`Tracker`, which
   attack. So no loop that queries can outlive the budget;
 * keeps the best adversarial *verified* by an oracle answer (the closest point
   answered True). Under a randomized oracle a point answered True once may be
-  answered False later; nothing re-checks or asserts it.
+  answered False later; nothing asserts it.
+
+Against a randomized oracle (randomized smoothing) the closest point ever
+answered True is usually a lucky answer. :meth:`Attack.confirm_with` turns on a
+confirmation phase: a share of the budget is kept back from the search and
+spent on re-asking the best point ``votes`` times, moving it away from the
+original until enough answers are True. Only booleans are used.
 
 Drive an attack with :func:`run_attack` (one oracle function) or with the
 engine (many attacks, merged batches).
@@ -20,6 +26,7 @@ engine (many attacks, merged batches).
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Generator
@@ -77,6 +84,7 @@ class Tracker:
         self.spent = 0
         self.best: np.ndarray | None = None
         self.best_distance = float("inf")
+        self.confirmed: np.ndarray | None = None
 
     @property
     def remaining(self) -> int:
@@ -118,6 +126,10 @@ class Tracker:
                 self.best = points[i].copy()
 
     def outcome(self) -> AttackOutcome:
+        """The confirmed point when a confirmation phase accepted one, else the best verified."""
+        if self.confirmed is not None:
+            d = distance(self.confirmed, self.x0, self.norm)
+            return AttackOutcome(self.confirmed, d, self.norm, self.spent, self.budget)
         return AttackOutcome(self.best, self.best_distance, self.norm, self.spent, self.budget)
 
 
@@ -126,6 +138,27 @@ class Attack(ABC):
 
     name: str = "attack"
     norm: str = "l2"
+    confirm_votes: int = 0
+    confirm_level: float = 0.5
+    confirm_share: float = 0.1
+
+    def confirm_with(self, votes: int = 20, level: float = 0.5, share: float = 0.1) -> "Attack":
+        """Keep ``share`` of the budget to confirm the final point against a randomized oracle.
+
+        votes: answers asked per check of a candidate (one batch of identical points).
+        level: the wanted probability of being adversarial (the audit's P_a); a candidate is
+            accepted when at least ceil(votes * level) + 2 answers are True.
+        share: fraction of the budget kept back from the search for this phase.
+        See :meth:`_confirm` for the push-out and bisection schedule.
+        """
+        if not 1 <= int(votes):
+            raise ValueError(f"votes must be >= 1, got {votes}")
+        if not 0.0 < level <= 1.0:
+            raise ValueError(f"level must be in (0, 1], got {level}")
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"share must be in [0, 1), got {share}")
+        self.confirm_votes, self.confirm_level, self.confirm_share = int(votes), float(level), float(share)
+        return self
 
     def run(
         self,
@@ -143,11 +176,52 @@ class Attack(ABC):
         """
         x0 = np.array(x0, dtype=np.float32, copy=True)  # private copy: the caller's array is never touched
         tracker = Tracker(x0, budget, self.norm)
+        reserve = int(self.confirm_share * budget) if self.confirm_votes else 0
+        tracker.budget = budget - reserve
         try:
             yield from self._search(x0, tracker, rng, x_init)
         except BudgetExhausted:
             pass
+        tracker.budget = budget
+        if self.confirm_votes and tracker.best is not None:
+            try:
+                yield from self._confirm(x0, tracker)
+            except BudgetExhausted:
+                pass
         return tracker.outcome()
+
+    def _confirm(self, x0: np.ndarray, tracker: Tracker) -> Generator[Points, Answers, None]:
+        """Re-ask the best point, pushing it outwards until a check passes, then bisect back.
+
+        A check asks ``confirm_votes`` copies of a point and passes with at least
+        ceil(votes * level) + 2 True answers (capped at votes): a margin so that a point
+        right at the level rarely passes. The push factors of the perturbation are
+        1, 1.05, 1.15, 1.35, 1.75, ...; after the first pass beyond 1, the factor is
+        bisected between the last failure and the pass while the budget lasts.
+        """
+        assert tracker.best is not None
+        votes = self.confirm_votes
+        need = min(votes, math.ceil(votes * self.confirm_level - 1e-9) + 2)
+        perturbation = tracker.best - x0
+
+        def check(factor: float) -> Generator[Points, Answers, bool]:
+            point = np.clip(x0 + np.float32(factor) * perturbation, 0.0, 1.0)
+            answers = yield from tracker.query(np.broadcast_to(point, (votes, *x0.shape)))
+            if answers.sum() >= need:
+                tracker.confirmed = point
+                return True
+            return False
+
+        low, step = 1.0, 0.0
+        while not (yield from check(1.0 + step)):  # ends by a pass or by BudgetExhausted
+            low, step = 1.0 + step, 2 * step + 0.05
+        high = 1.0 + step
+        while step > 0 and high - low > 0.02 * high:
+            mid = 0.5 * (low + high)
+            if (yield from check(mid)):
+                high = mid
+            else:
+                low = mid
 
     @abstractmethod
     def _search(

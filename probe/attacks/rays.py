@@ -1,0 +1,123 @@
+"""RayS (Chen, Gu, KDD 2020): hard-label Linf attack by ray search, framework-free.
+
+RayS searches over sign directions s in {+1, -1}^d: the ray x(s, r) = clip(x0 + r s)
+(r is the radius of the Linf ball, ||s||_inf = 1) and its boundary radius r(s). The
+attack keeps the best direction s* and its radius r*:
+
+1. start: s = all +1 (then all -1, then random signs if needed): a line search
+   r = 0.1, 0.2, ..., 1.0 finds an adversarial radius, a bisection the boundary;
+   with ``x_init``, the signs of ``x_init - x0`` are tried first;
+2. hierarchical search: at level k the flattened vector is cut into 2^k blocks; each
+   block in turn is flipped, and the new direction is asked at the current best radius
+   r* (ONE query). If it is not adversarial there, it cannot beat r*: skip. If it is,
+   bisect its radius (it is now < r*) and keep it. After the last block, level k + 1;
+   once the blocks are single coordinates, start again at level 0.
+
+The bisections start from r* downward (galloping by the last improvement, then
+halving), since a flipped block moves the boundary only a little: this saves most of
+a bisection from 0. Native norm: Linf (the Tracker keeps the best point by Linf; its
+L2 distortion is the caller's to compute).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Generator
+
+import numpy as np
+
+from probe.attacks.base import Answers, Attack, Points, Tracker
+from probe.attacks.search import check_float, check_int, check_start, gallop_down
+
+
+class RayS(Attack):
+    """RayS, Linf, untargeted (or targeted through ``x_init``).
+
+    Parameters
+    ----------
+    norm : "linf" only (RayS is an Linf attack).
+    rtol : float, default 1e-3. Relative precision of the radius bisections.
+    line_steps : int, default 10. The initial line search tries r = k / line_steps.
+    max_init_tries : int, default 20. Random sign vectors tried when neither all +1 nor
+        all -1 gives an adversarial ray.
+    """
+
+    name = "rays"
+    norm = "linf"
+
+    def __init__(self, norm: str = "linf", rtol: float = 1e-3, line_steps: int = 10, max_init_tries: int = 20) -> None:
+        if norm != "linf":
+            raise ValueError(f"RayS is an Linf attack: norm must be 'linf', got {norm!r}")
+        self.rtol = check_float("rtol", rtol, 0.0, 1.0, high_open=True)
+        self.line_steps = check_int("line_steps", line_steps, 1)
+        self.max_init_tries = check_int("max_init_tries", max_init_tries, 0)
+
+    def __repr__(self) -> str:
+        return f"RayS(rtol={self.rtol}, line_steps={self.line_steps}, max_init_tries={self.max_init_tries})"
+
+    def _search(
+        self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
+    ) -> Generator[Points, Answers, None]:
+        shape = x0.shape
+        d = int(x0.size)
+        flat0 = x0.ravel()
+        # the largest useful radius: beyond it every coordinate is clipped
+        r_max = float(max(flat0.max(), 1.0 - flat0.min(), 1e-6))
+
+        def ray(s: np.ndarray) -> Callable[[float], np.ndarray]:
+            def point_at(r: float) -> np.ndarray:
+                return np.clip(flat0 + np.float32(r) * s, 0.0, 1.0).reshape(shape)
+
+            return point_at
+
+        def radius(s: np.ndarray, hi: float, step: float, x_hi: np.ndarray | None = None):
+            """Boundary radius of direction s below the adversarial radius hi."""
+            return (
+                yield from gallop_down(
+                    tracker, ray(s), hi, step, 0.0, x_hi=x_hi, rtol=self.rtol, max_steps=64
+                )
+            )
+
+        s_best = None
+        r_best = math.inf
+        start = yield from check_start(tracker, x0, x_init)
+        if start is not None:
+            s = np.where(start.ravel() >= flat0, 1.0, -1.0).astype(np.float32)
+            r0 = float(np.max(np.abs(start.ravel() - flat0)))
+            if r0 > 0.0 and (yield from tracker.is_adversarial(ray(s)(r0))):
+                r_best, _ = yield from radius(s, r0, 0.5 * r0)
+                s_best = s
+        if s_best is None:
+            candidates = [np.ones(d, np.float32), -np.ones(d, np.float32)]
+            for i in range(2 + self.max_init_tries):
+                s = candidates[i] if i < 2 else rng.choice(np.array([-1.0, 1.0], np.float32), size=d)
+                hit = None
+                for k in range(1, self.line_steps + 1):
+                    r = r_max * k / self.line_steps
+                    if (yield from tracker.is_adversarial(ray(s)(r))):
+                        hit = r
+                        break
+                if hit is not None:
+                    r_best, _ = yield from radius(s, hit, r_max / self.line_steps / 2.0)
+                    s_best = s
+                    break
+        if s_best is None:
+            return
+
+        rel = 0.1  # last relative improvement: the first step of the next downward search
+        level, block = 0, 0
+        while tracker.remaining > 0:
+            n_blocks = 1 << level
+            size = -(-d // n_blocks)
+            lo, hi = block * size, min((block + 1) * size, d)
+            attempt = s_best.copy()
+            attempt[lo:hi] *= -1.0
+            x_try = ray(attempt)(r_best)
+            if (yield from tracker.is_adversarial(x_try)):
+                r_new, _ = yield from radius(attempt, r_best, max(rel, self.rtol) * r_best, x_hi=x_try)
+                rel = min(max((r_best - r_new) / r_best, self.rtol), 0.5)
+                s_best, r_best = attempt, r_new
+            block += 1
+            if block >= n_blocks or hi >= d:
+                block = 0
+                level = 0 if size <= 1 else level + 1

@@ -1,0 +1,198 @@
+"""Search helpers shared by the attacks: boundary bisection and random initialisation.
+
+All helpers are generators over a :class:`~probe.attacks.base.Tracker`: every
+point they look at is a query, charged to the budget. They never assume that a
+re-queried point keeps its answer (the oracle may be randomized), never loop
+without a bound, and always keep the *adversarial* end of a bracket.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generator
+
+import numpy as np
+
+from probe.attacks.base import Answers, Points, Tracker
+
+PointAt = Callable[[float], np.ndarray]
+BisectGen = Generator[Points, Answers, "tuple[float, np.ndarray]"]
+
+
+def blend(x0: np.ndarray, x: np.ndarray) -> PointAt:
+    """``a -> x0 + a (x - x0)``, clipped to [0, 1], as float32 (a = 0 is x0, a = 1 is x)."""
+    diff = x.astype(np.float32) - x0
+
+    def point_at(a: float) -> np.ndarray:
+        return np.clip(x0 + np.float32(a) * diff, 0.0, 1.0)
+
+    return point_at
+
+
+def linf_ball(x0: np.ndarray, x: np.ndarray) -> PointAt:
+    """``r -> clip(x, x0 - r, x0 + r)``: the projection of x onto the Linf ball of radius r around x0."""
+    x = x.astype(np.float32)
+
+    def point_at(r: float) -> np.ndarray:
+        r = np.float32(r)
+        return np.clip(np.clip(x, x0 - r, x0 + r), 0.0, 1.0)
+
+    return point_at
+
+
+def bisect(
+    tracker: Tracker,
+    point_at: PointAt,
+    lo: float,
+    hi: float,
+    tol: float,
+    guess: float | None = None,
+    x_hi: np.ndarray | None = None,
+    max_steps: int = 64,
+    rtol: float = 0.0,
+) -> BisectGen:
+    """Shrink ``[lo, hi]`` around the boundary, ``point_at(hi)`` being (believed) adversarial.
+
+    Returns ``(hi, point_at(hi))`` with ``hi`` the smallest parameter answered adversarial
+    (or the starting ``hi``, never re-queried). ``lo`` is believed non-adversarial.
+    ``guess``: an expected position of the boundary, tried first (a good guess saves
+    most of the steps when the boundary is known to be near). Stops when
+    ``hi - lo <= max(tol, rtol * hi)``, when the float32 candidate no longer changes, or after
+    ``max_steps`` queries.
+    """
+    if x_hi is None:
+        x_hi = point_at(hi)
+    steps = 0
+    if guess is not None and lo < guess < hi and hi - lo > max(tol, rtol * hi):
+        x = point_at(guess)
+        if not np.array_equal(x, x_hi):
+            steps += 1
+            if (yield from tracker.is_adversarial(x)):
+                hi, x_hi = guess, x
+            else:
+                lo = guess
+    x_lo = None
+    while hi - lo > max(tol, rtol * hi) and steps < max_steps:
+        mid = 0.5 * (lo + hi)
+        x = point_at(mid)
+        if np.array_equal(x, x_hi) or (x_lo is not None and np.array_equal(x, x_lo)):
+            break  # below float32 resolution: further steps would ask the same point
+        steps += 1
+        if (yield from tracker.is_adversarial(x)):
+            hi, x_hi = mid, x
+        else:
+            lo, x_lo = mid, x
+    return hi, x_hi
+
+
+def gallop_down(
+    tracker: Tracker,
+    point_at: PointAt,
+    hi: float,
+    step: float,
+    tol: float,
+    x_hi: np.ndarray | None = None,
+    max_steps: int = 64,
+    rtol: float = 0.0,
+) -> BisectGen:
+    """Boundary search from an adversarial ``hi`` when the boundary is expected just below it.
+
+    Tries ``hi - step``, ``hi - 3 step``, ``hi - 7 step``, ... (doubling, down to 0)
+    until a non-adversarial answer brackets the boundary, then bisects to ``tol``.
+    Cheaper than a bisection from 0 when ``step`` is of the order of the distance
+    to the boundary. Returns ``(hi, point_at(hi))`` as :func:`bisect`.
+    """
+    if x_hi is None:
+        x_hi = point_at(hi)
+    step = max(float(step), tol, rtol * hi)
+    lo = None
+    steps = 0
+    while lo is None and steps < max_steps:
+        a = max(hi - step, 0.0)
+        steps += 1
+        if a <= 0.0:
+            lo = 0.0  # the origin itself is not adversarial: no need to ask
+            break
+        x = point_at(a)
+        if (yield from tracker.is_adversarial(x)):
+            hi, x_hi = a, x
+            step *= 2.0
+        else:
+            lo = a
+    if lo is None:
+        return hi, x_hi
+    left = max(max_steps - steps, 0)
+    return (yield from bisect(tracker, point_at, lo, hi, tol, x_hi=x_hi, max_steps=left, rtol=rtol))
+
+
+def noise_init(
+    tracker: Tracker,
+    x0: np.ndarray,
+    rng: np.random.Generator,
+    kind: str = "uniform",
+    scale: float = 0.5,
+    max_tries: int = 100,
+) -> Generator[Points, Answers, "np.ndarray | None"]:
+    """Random starting points, one query each, until one is adversarial (at most ``max_tries``).
+
+    kind="uniform": uniform random images in [0, 1]^d (HSJA).
+    kind="gaussian": ``clip(x0 + scale N(0, I))`` (SurFree); the scale grows by 1.5x
+    every 10 failures so that a robust point still gets a chance.
+    Returns the first adversarial point, or None.
+    """
+    s = float(scale)
+    for i in range(max_tries):
+        if kind == "uniform":
+            x = rng.random(x0.shape, dtype=np.float32)
+        elif kind == "gaussian":
+            if i and i % 10 == 0:
+                s *= 1.5
+            x = np.clip(x0 + np.float32(s) * rng.standard_normal(x0.shape, dtype=np.float32), 0.0, 1.0)
+        else:
+            raise ValueError(f"unknown init kind {kind!r}")
+        if (yield from tracker.is_adversarial(x)):
+            return x
+    return None
+
+
+def check_start(
+    tracker: Tracker, x0: np.ndarray, x_init: np.ndarray | None
+) -> Generator[Points, Answers, "np.ndarray | None"]:
+    """One query for a caller's starting point: returns it (float32, clipped) if adversarial, else None."""
+    if x_init is None:
+        return None
+    x = np.clip(np.asarray(x_init, dtype=np.float32), 0.0, 1.0)
+    if x.shape != x0.shape:
+        raise ValueError(f"x_init must have the shape of x0 {x0.shape}, got {x.shape}")
+    if (yield from tracker.is_adversarial(x)):
+        return x
+    return None
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """v / ||v||_2 (float32), or v unchanged when its norm is 0 or not finite."""
+    n = float(np.linalg.norm(v.ravel().astype(np.float64)))
+    if not np.isfinite(n) or n == 0.0:
+        return v
+    return (v / n).astype(np.float32)
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """Validate an integer parameter (ValueError with a clear message)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value, low: float, high: float, low_open: bool = True, high_open: bool = False) -> float:
+    """Validate a real parameter in an interval (ValueError with a clear message)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    ok = np.isfinite(v) if np.isfinite(high) else not np.isnan(v)
+    ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lb = "(" if low_open else "["
+        hb = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lb}{low}, {high}{hb}, got {value!r}")
+    return v
