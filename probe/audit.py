@@ -37,11 +37,11 @@ class AttackConfig:
     seed: int = 0
     targeted: int | None = None
     p_adv_samples: int = 100
-    confirm_share: float = 0.1
+    confirm_share: float = 0.15
 
     def confirm_votes(self) -> int:
-        """Answers per confirmation check: about eight checks fit the kept-back share."""
-        return int(np.clip(int(self.confirm_share * self.budget) // 8, 5, 12))
+        """Answers per confirmation check: about ten checks fit the kept-back share."""
+        return int(np.clip(int(self.confirm_share * self.budget) // 10, 6, 16))
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:

@@ -85,6 +85,7 @@ class Tracker:
         self.best: np.ndarray | None = None
         self.best_distance = float("inf")
         self.confirmed: np.ndarray | None = None
+        self.first: np.ndarray | None = None  # the first point answered True
 
     @property
     def remaining(self) -> int:
@@ -119,7 +120,10 @@ class Tracker:
         return bool(answers[0])
 
     def _record(self, points: np.ndarray, answers: np.ndarray) -> None:
-        for i in np.flatnonzero(answers):
+        hits = np.flatnonzero(answers)
+        if self.first is None and len(hits):
+            self.first = points[hits[0]].copy()
+        for i in hits:
             d = distance(points[i], self.x0, self.norm)
             if d < self.best_distance:
                 self.best_distance = d
@@ -191,37 +195,29 @@ class Attack(ABC):
         return tracker.outcome()
 
     def _confirm(self, x0: np.ndarray, tracker: Tracker) -> Generator[Points, Answers, None]:
-        """Re-ask the best point, pushing it outwards until a check passes, then bisect back.
+        """Re-ask the best point, pushing it outwards until a check passes.
 
         A check asks ``confirm_votes`` copies of a point and passes with at least
         ceil(votes * level) + 2 True answers (capped at votes): a margin so that a point
-        right at the level rarely passes. The push factors of the perturbation are
-        1, 1.05, 1.15, 1.35, 1.75, ...; after the first pass beyond 1, the factor is
-        bisected between the last failure and the pass while the budget lasts.
+        right at the level rarely passes. Candidates: the best point's perturbation scaled
+        by 1, 1.04, 1.1, 1.2, 1.35, 1.6, 2, 2.6, then points on the way to the first
+        adversarial the search found (usually a far, robust one), which is then re-asked
+        until the budget ends. The first candidate that passes is returned.
         """
-        assert tracker.best is not None
+        assert tracker.best is not None and tracker.first is not None
         votes = self.confirm_votes
         need = min(votes, math.ceil(votes * self.confirm_level - 1e-9) + 2)
-        perturbation = tracker.best - x0
-
-        def check(factor: float) -> Generator[Points, Answers, bool]:
-            point = np.clip(x0 + np.float32(factor) * perturbation, 0.0, 1.0)
+        best, first = tracker.best, tracker.first
+        candidates = [x0 + np.float32(f) * (best - x0) for f in (1.0, 1.04, 1.1, 1.2, 1.35, 1.6, 2.0, 2.6)]
+        candidates += [best + np.float32(t) * (first - best) for t in (0.25, 0.5, 1.0)]
+        k = 0
+        while True:  # ends by a pass or by BudgetExhausted (every check spends `votes` queries)
+            point = np.clip(candidates[min(k, len(candidates) - 1)], 0.0, 1.0)
             answers = yield from tracker.query(np.broadcast_to(point, (votes, *x0.shape)))
             if answers.sum() >= need:
                 tracker.confirmed = point
-                return True
-            return False
-
-        low, step = 1.0, 0.0
-        while not (yield from check(1.0 + step)):  # ends by a pass or by BudgetExhausted
-            low, step = 1.0 + step, 2 * step + 0.05
-        high = 1.0 + step
-        while step > 0 and high - low > 0.02 * high:
-            mid = 0.5 * (low + high)
-            if (yield from check(mid)):
-                high = mid
-            else:
-                low = mid
+                return
+            k += 1
 
     @abstractmethod
     def _search(
