@@ -200,7 +200,7 @@ class Attack(ABC):
         A check asks ``confirm_votes`` copies of a point and passes with at least
         ceil(votes * level) + 2 True answers (capped at votes): a margin so that a point
         right at the level rarely passes. Candidates: the best point's perturbation scaled
-        by 1, 1.04, 1.1, 1.2, 1.35, 1.6, 2, 2.6, then points on the way to the first
+        by 1, 1.1, 1.25, 1.5, 2, 3, 5, 8, then points on the way to the first
         adversarial the search found (usually a far, robust one), which is then re-asked
         until the budget ends. The first candidate that passes is returned.
         """
@@ -208,8 +208,8 @@ class Attack(ABC):
         votes = self.confirm_votes
         need = min(votes, math.ceil(votes * self.confirm_level - 1e-9) + 2)
         best, first = tracker.best, tracker.first
-        candidates = [x0 + np.float32(f) * (best - x0) for f in (1.0, 1.04, 1.1, 1.2, 1.35, 1.6, 2.0, 2.6)]
-        candidates += [best + np.float32(t) * (first - best) for t in (0.25, 0.5, 1.0)]
+        candidates = [x0 + np.float32(f) * (best - x0) for f in (1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 8.0)]
+        candidates += [best + np.float32(t) * (first - best) for t in (0.5, 1.0)]
         k = 0
         while True:  # ends by a pass or by BudgetExhausted (every check spends `votes` queries)
             point = np.clip(candidates[min(k, len(candidates) - 1)], 0.0, 1.0)
