@@ -493,6 +493,7 @@ def attack(
     with Progress(*columns, console=err, disable=False) as bar:
         tasks = {name: bar.add_task(name, total=len(data), queries=0, l2="-") for name in names}
         spent = {name: 0 for name in names}
+        seen: dict[int, int] = {}
 
         def on_record(rec: dict, job) -> None:
             if image_dir is not None and rec["l2"] is not None:
@@ -503,17 +504,18 @@ def attack(
             if writer:
                 writer.write(rec)
             wins = [r["l2"] for r in records if r["attack"] == rec["attack"] and r["success"]]
-            if job is not None:
-                spent[rec["attack"]] += rec["queries"]
-            bar.update(
-                tasks[rec["attack"]],
-                advance=1,
-                queries=spent[rec["attack"]],
-                l2=f"{np.mean(wins):.3f}" if wins else "-",
-            )
+            bar.update(tasks[rec["attack"]], advance=1, l2=f"{np.mean(wins):.3f}" if wins else "-")
+
+        def on_round(jobs) -> None:
+            for job in jobs:
+                name = job.meta["attack"]
+                spent[name] += job.oracle.queries - seen.get(id(job), 0)
+                seen[id(job)] = job.oracle.queries
+            for name in {job.meta["attack"] for job in jobs}:
+                bar.update(tasks[name], queries=spent[name])
 
         try:
-            attack_images(classifier, data, config, on_record=on_record)
+            attack_images(classifier, data, config, on_record=on_record, on_round=on_round)
         except KeyboardInterrupt:
             interrupted = True
     if writer:
@@ -642,3 +644,7 @@ def main() -> None:
     except ProbeError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+from probe import cli_experiments  # noqa: E402,F401
+from probe import cli_bench  # noqa: E402,F401

@@ -4,8 +4,11 @@
   query it classifies n noisy copies ``x + sigma N(0, I)`` (noise in canonical
   [0, 1] space, before any normalization, not clipped, as in Cohen et al.) and
   returns the vote counts. sigma = 0 is the plain model (one copy, no noise).
-  Noise is float32, drawn chunk by chunk straight into the batch buffer, so
-  memory stays bounded for any n (n = 100,000 included).
+  Noise is float32 (:mod:`probe.noise`: Box-Muller on raw 64-bit words, about
+  3x faster than ``standard_normal``), drawn chunk by chunk straight into the
+  batch buffer, so memory stays bounded for any n (n = 100,000 included). On
+  CUDA, noise, model and vote run in one ONNX Runtime session instead
+  (:mod:`probe.gpu_graph`).
 * :class:`Criterion` turns vote counts into "adversarial?" booleans.
 * :class:`Oracle` is what an attacker gets: booleans only, a hard query budget,
   queries (attacker's calls, one per image) and inferences (model runs, n per
@@ -17,12 +20,14 @@ Tie rule of the majority vote: the lowest class index wins (``numpy.argmax``).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from probe.errors import ProbeError
+from probe.noise import NormalSampler
 from probe.runtime import Runtime
 from probe.smoothing import level_vote_count
 
@@ -74,9 +79,18 @@ class SmoothedClassifier:
     runtime : the model.
     sigma : noise standard deviation in canonical [0, 1] space (0 = no smoothing).
     n : noisy copies per query (forced to 1 when sigma = 0).
+    in_graph : draw the noise, run the model and count the votes in one ONNX Runtime
+        session (:mod:`probe.gpu_graph`), so that only points go in and vote counts come
+        out. Default: when the runtime's session really runs on CUDA. Its noise stream
+        differs from the NumPy one (same distribution, see :mod:`probe.gpu_graph`).
+
+    Noise (NumPy path): :class:`probe.noise.NormalSampler`, drawn from each request's own
+    generator row by row straight into the batch buffer, so a request's votes depend only
+    on its generator, never on the batch size or on the other requests of a call.
+    Instrumentation: ``noise_seconds`` (time spent drawing noise and adding the points).
     """
 
-    def __init__(self, runtime: Runtime, sigma: float, n: int) -> None:
+    def __init__(self, runtime: Runtime, sigma: float, n: int, in_graph: bool | None = None) -> None:
         if not (sigma >= 0 and math.isfinite(sigma)):
             raise ProbeError(f"sigma must be >= 0, got {sigma}")
         if n < 1:
@@ -85,6 +99,13 @@ class SmoothedClassifier:
         self.sigma = float(sigma)
         self.n = 1 if sigma == 0 else int(n)
         self._buffer: np.ndarray | None = None
+        self._sampler = NormalSampler()
+        self.noise_seconds = 0.0
+        self._auto = in_graph is None
+        if in_graph is None:
+            in_graph = runtime.on_cuda and not runtime.info.fixed_batch
+        self.in_graph = bool(in_graph) and self.sigma > 0
+        self._graph = None
 
     @property
     def num_classes(self) -> int:
@@ -101,6 +122,8 @@ class SmoothedClassifier:
         Returns one (k, num_classes) int64 array per request.
         """
         n = self.n if n is None else (1 if self.sigma == 0 else int(n))
+        if self.in_graph:
+            return self._graph_votes(requests, n)
         sizes = [len(p) * n for p, _ in requests]
         total = sum(sizes)
         labels = np.empty(total, dtype=np.int64)
@@ -119,10 +142,13 @@ class SmoothedClassifier:
         out, start = [], 0
         k_classes = self.num_classes
         for (points, _), size in zip(requests, sizes):
-            lab = labels[start : start + size].reshape(len(points), n)
-            counts = np.zeros((len(points), k_classes), dtype=np.int64)
-            np.add.at(counts, (np.repeat(np.arange(len(points)), n), lab.ravel()), 1)
-            out.append(counts)
+            k = len(points)
+            lab = labels[start : start + size]
+            if n > 1:
+                lab = lab + np.repeat(np.arange(k, dtype=np.int64) * k_classes, n)
+            else:
+                lab = lab + np.arange(k, dtype=np.int64) * k_classes
+            out.append(np.bincount(lab, minlength=k * k_classes).reshape(k, k_classes))
             start += size
         return out
 
@@ -138,15 +164,32 @@ class SmoothedClassifier:
         return self.runtime.labels(np.concatenate(parts) if len(parts) > 1 else parts[0])
 
     def _fill_noisy(self, buf: np.ndarray, requests, sizes, pos: int, end: int, n: int) -> None:
+        start = time.perf_counter()
         at = 0
-        for (req_index, seg_start, seg_end) in _segment_indices(sizes, pos, end):
+        d = int(np.prod(buf.shape[1:]))
+        flat = buf.reshape(len(buf), d)
+        for req_index, seg_start, seg_end in _segment_indices(sizes, pos, end):
             points, rng = requests[req_index]
             rows = seg_end - seg_start
-            view = buf[at : at + rows]
-            rng.standard_normal(out=view, dtype=np.float32)
-            view *= np.float32(self.sigma)
-            view += points[np.arange(seg_start, seg_end) // n]
+            first, last = seg_start // n, (seg_end - 1) // n
+            base = np.ascontiguousarray(points[first : last + 1], dtype=np.float32).reshape(-1, d)
+            index = np.arange(seg_start, seg_end) // n - first
+            self._sampler.fill(rng, flat[at : at + rows], self.sigma, base, index)
             at += rows
+        self.noise_seconds += time.perf_counter() - start
+
+    def _graph_votes(self, requests, n: int) -> list[np.ndarray]:
+        if self._graph is None:
+            from probe.gpu_graph import GraphSmoother
+
+            try:
+                self._graph = GraphSmoother(self.runtime)
+            except ProbeError:
+                if not self._auto:
+                    raise
+                self.in_graph = False  # chosen automatically: fall back to the NumPy path
+                return self.votes(requests, n)
+        return self._graph.votes(requests, n, self.sigma)
 
 
 def _segment_indices(sizes: list[int], pos: int, end: int):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,7 +219,24 @@ class Runtime:
             providers=tuple(self.session.get_providers()),
             metadata=metadata,
         )
+        self.path = path
+        self._overrides = overrides
         self.inferences = 0
+        # instrumentation: session calls, rows sent (padding included) and seconds inside the session
+        self.calls = 0
+        self.rows = 0
+        self.session_seconds = 0.0
+
+    def reset_counters(self) -> None:
+        """Zero the instrumentation counters (calls, rows, session_seconds)."""
+        self.calls = 0
+        self.rows = 0
+        self.session_seconds = 0.0
+
+    @property
+    def on_cuda(self) -> bool:
+        """True when the session really runs on CUDA (not just asked for it)."""
+        return "CUDAExecutionProvider" in self.info.providers
 
     @property
     def spec(self) -> InputSpec:
@@ -277,7 +295,17 @@ class Runtime:
         return out
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
-        return self.session.run(["label"], {"canonical": np.ascontiguousarray(chunk)})[0]
+        chunk = np.ascontiguousarray(chunk)
+        start = time.perf_counter()
+        out = self.session.run(["label"], {"canonical": chunk})[0]
+        self.session_seconds += time.perf_counter() - start
+        self.calls += 1
+        self.rows += len(chunk)
+        return out
+
+    def wrapped_model(self) -> onnx.ModelProto:
+        """The wrapped graph (canonical input -> ``label``), rebuilt from the file (not kept in memory)."""
+        return wrap_model(_load(Path(self.path)), self.info.spec, self.info.output_name)[0]
 
     def describe(self) -> dict:
         """A JSON-able summary (for `probe info`)."""

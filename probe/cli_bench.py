@@ -1,0 +1,147 @@
+"""``probe bench``: oracle overhead and engine batching figures for a model.
+
+Registered on :data:`probe.cli.app` by importing this module (done at the end of
+``probe/cli.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from probe.cli import (
+    BatchOpt,
+    ChannelsOpt,
+    DeviceOpt,
+    JsonOpt,
+    LayoutOpt,
+    MeanOpt,
+    ModelOpt,
+    OutputOpt,
+    ScaleOpt,
+    SeedOpt,
+    SizeOpt,
+    StdOpt,
+    _check,
+    _emit_json,
+    app,
+    err,
+    open_images,
+    open_runtime,
+    out,
+)
+
+
+@app.command()
+def bench(
+    model: ModelOpt = None,
+    n: Annotated[
+        Optional[list[int]], typer.Option("--n", help="Noisy samples per query (repeatable) [default: 10 and 100].")
+    ] = None,
+    sigma: Annotated[float, typer.Option("--sigma", help="Smoothing noise std (speed does not depend on it).")] = 0.25,
+    batch_size: BatchOpt = 64,
+    threads: Annotated[int, typer.Option("--threads", help="Intra-op threads (0 = ONNX Runtime default).")] = 0,
+    seconds: Annotated[float, typer.Option("--seconds", help="Measuring time per figure.")] = 10.0,
+    batching: Annotated[
+        bool, typer.Option("--batching/--no-batching", help="Also measure the engine's batch fill with real attacks.")
+    ] = True,
+    images: Annotated[int, typer.Option("--images", help="Images attacked at once for the batching figure.")] = 4,
+    budget: Annotated[int, typer.Option("--budget", help="Queries per attack for the batching figure.")] = 100,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    layout: LayoutOpt = None,
+    channels: ChannelsOpt = None,
+    scale: ScaleOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    size: SizeOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Throughput of the smoothed oracle against the bare ONNX Runtime session, and engine batch fill.
+
+    Oracle overhead: model inferences per second through the smoothed oracle (noise,
+    model, vote) over the bare session's on the same rows, batch size and threads
+    (median of interleaved rounds), with the oracle's time split into noise, model and
+    the rest. Batching: the mean batch the model sees while HSJA, SurFree and RayS
+    attack several sample images at once, over the configured batch size.
+    """
+    from probe.bench import engine_batching, oracle_overhead
+
+    ns = n or [10, 100]
+    for value in ns:
+        _check(value >= 1, f"--n must be >= 1, got {value}")
+    _check(sigma > 0, f"--sigma must be > 0, got {sigma}")
+    _check(seconds > 0, f"--seconds must be > 0, got {seconds}")
+    _check(images >= 1 and budget >= 1, "--images and --budget must be >= 1")
+    runtime = open_runtime(model, batch_size, device, layout, channels, scale, mean, std, size, output)
+    if threads:
+        runtime = _with_threads(runtime, threads)
+    data: dict = {"model": runtime.info.path, "providers": list(runtime.info.providers), "batch_size": runtime.batch_size}
+    overhead = []
+    for value in ns:
+        with err.status(f"oracle overhead, n={value} ..."):
+            overhead.append(oracle_overhead(runtime, value, sigma=sigma, seconds=seconds, threads=threads, seed=seed))
+    data["oracle_overhead"] = [r.as_dict() for r in overhead]
+    result = None
+    if batching:
+        try:
+            import probe.attacks  # noqa: F401
+        except ImportError:
+            err.print("[yellow]attacks not available: skipping the batching figure[/]")
+        else:
+            loaded = open_images(runtime, model, None, None, images)
+            with err.status(f"engine batching: {len(loaded)} images x 3 attacks, budget {budget} ..."):
+                result = engine_batching(runtime, loaded.x, budget=budget, sigma=sigma, n=ns[0], seed=seed)
+            data["batching"] = result.as_dict()
+    if as_json:
+        _emit_json(data)
+        return
+    table = Table(title=f"oracle overhead: {Path(runtime.info.path).name} ({', '.join(data['providers'])})")
+    for col in ("n", "bare inf/s", "oracle inf/s", "ratio", "noise", "model", "rest", "noise ns/value"):
+        table.add_column(col, justify="right")
+    for r in overhead:
+        table.add_row(
+            str(r.n),
+            f"{r.bare_ips:.1f}",
+            f"{r.oracle_ips:.1f}",
+            f"{r.ratio:.3f}",
+            f"{r.noise_share:.1%}",
+            f"{r.model_share:.1%}",
+            f"{r.rest_share:.1%}",
+            "in graph" if r.in_graph else f"{r.noise_ns_per_value:.2f}",
+        )
+    out.print(table)
+    if result is not None:
+        table = Table(title=f"engine batching (sigma={sigma}, n={result.n}, batch {result.batch_size})")
+        for col in ("jobs", "calls", "mean batch", "fill", "attacks", "noise", "model", "ms/q", "1-by-1 ms/q", "gain"):
+            table.add_column(col, justify="right")
+        table.add_row(
+            f"{result.images} x {len(result.attacks)}",
+            str(result.calls),
+            f"{result.mean_batch:.1f}",
+            f"{result.fill:.1%}",
+            f"{result.attack_share:.1%}",
+            f"{result.noise_share:.1%}",
+            f"{result.model_share:.1%}",
+            f"{result.ms_per_query:.2f}",
+            f"{result.sequential_ms_per_query:.2f}",
+            f"{result.speedup:.2f}x",
+        )
+        out.print(table)
+
+
+def _with_threads(runtime, threads: int):
+    from probe.runtime import Runtime
+
+    return Runtime(
+        runtime.info.path,
+        spec=runtime.info.spec,
+        output=runtime.info.output_name,
+        batch_size=runtime.batch_size,
+        device="cuda" if runtime.on_cuda else "cpu",
+        threads=threads,
+    )

@@ -1,0 +1,198 @@
+"""Sweeps (resume after an interruption), the report, and the CI gate `probe check`.
+
+A tiny grid on the bundled CIFAR-10 CNN (32x32): 2 images attacked (accuracy on 3), HSJA and RayS, 100 queries,
+sigma in {0, 0.05}, n = 5.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from probe.cli import app
+from probe.errors import ProbeError
+from probe.sweep import (
+    CONFIGS,
+    RESULTS,
+    SweepHooks,
+    load_sweep,
+    parse_sweep,
+    read_jsonl,
+    run_sweep,
+    strip_timing,
+    summarize_sweep,
+)
+
+TINY = """
+name = "tiny"
+models = ["cifar10-cnn"]
+limit = 3
+attack_limit = 2
+attacks = ["hsja", "rays"]
+budget = 100
+sigma = [0, 0.05]
+n = [5]
+pa = [0.5]
+certify = { n0 = 20, n = 100 }
+"""
+
+
+def _records(folder: Path) -> set[str]:
+    return {json.dumps(strip_timing(r), sort_keys=True) for r in read_jsonl(folder / RESULTS)}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The tiny sweep run through in one go, through the CLI."""
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "tiny.toml").write_text(TINY)
+    result = CliRunner().invoke(app, ["sweep", str(root / "tiny.toml"), "--out", str(root / "a"), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def run_main(*args):
+    return subprocess.run([sys.executable, "-m", "probe", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_sweep_records_configs_and_accuracy(straight):
+    records = read_jsonl(straight / "a" / RESULTS)
+    assert len(records) == 2 * 2 * 2  # 2 configurations x 2 images x 2 attacks
+    assert len({r["config"] for r in records}) == 2
+    assert {(r["sigma"], r["n"]) for r in records} == {(0.0, 1), (0.05, 5)}
+    assert all(r["model"] == "cifar10-cnn" and r["budget"] == 100 for r in records)
+    assert all(r["queries"] <= 100 for r in records)
+    configs = read_jsonl(straight / "a" / CONFIGS)
+    assert {c["config"] for c in configs} == {r["config"] for r in records}
+    for c in configs:  # accuracy on the 3 images loaded, attacks on the first 2
+        assert 0.0 <= c["clean_accuracy"] <= 1.0 and c["images"] == 3 and c["attacked"] == 2
+        assert len(c["clean_labels"]) == 3 and set(c["clean_labels"]) > {r["image"] for r in records}
+    plain = next(c for c in configs if c["sigma"] == 0)
+    assert plain["clean_accuracy"] == plain["plain_accuracy"]
+    certs = read_jsonl(straight / "a" / "certify.jsonl")
+    assert len(certs) == 2 and all(c["sigma"] == 0.05 for c in certs)
+    status = json.loads((straight / "a" / "sweep.json").read_text())
+    assert status["status"] == "finished" and {"probe", "numpy", "onnxruntime", "python"} <= set(status["versions"])
+
+
+def test_interrupted_then_resumed_sweep_gives_the_same_records(straight, tmp_path):
+    plan = load_sweep(straight / "tiny.toml")
+    out = tmp_path / "b"
+    seen = []
+
+    def stop_after_three(rec: dict) -> None:
+        seen.append(rec)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(plan, out, SweepHooks(record=stop_after_three))
+    assert len(read_jsonl(out / RESULTS)) == 3
+    assert json.loads((out / "sweep.json").read_text())["status"] == "interrupted"
+    with open(out / RESULTS, "a") as handle:  # a torn last line, as a kill in mid-write leaves
+        handle.write('{"config": "c123", "image": "cifar10_00')
+    outcome = run_sweep(plan, out)
+    assert outcome.skipped_jobs == 3 and outcome.written == 5
+    assert _records(out) == _records(straight / "a")
+    assert len(read_jsonl(out / RESULTS)) == 8
+    again = run_sweep(plan, out)  # everything done: nothing runs, nothing is written
+    assert again.written == 0 and again.skipped_jobs == 8 and len(read_jsonl(out / RESULTS)) == 8
+
+
+def test_grid_expansion_dedupes_sigma_zero_and_merges_extra_tables():
+    plan = parse_sweep(
+        {"models": ["cifar10-cnn"], "attacks": ["rays"], "sigma": [0, 0.05], "n": [5, 10], "pa": [0.5, 0.8],
+         "extra": [{"sigma": [0.05], "n": [5], "pa": [0.5], "attacks": ["hsja"]}]}
+    )
+    assert len(plan.configs) == 1 + 4
+    zero = [c for c in plan.configs if c.sigma == 0]
+    assert len(zero) == 1 and zero[0].n == 1
+    merged = next(c for c in plan.configs if (c.sigma, c.n, c.pa) == (0.05, 5, 0.5))
+    assert merged.attacks == ("rays", "hsja")
+    assert len({c.id for c in plan.configs}) == 5
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"sigmas": [0.1]}, "unknown key"),
+        ({"sigma": [-0.1]}, "'sigma' values must be >= 0"),
+        ({"pa": [1.5]}, "'pa' values"),
+        ({"n": [0]}, "'n' values"),
+        ({"attacks": ["fgsm"]}, "unknown attack"),
+        ({"budget": "many"}, "'budget' must be"),
+        ({"extra": [{"seed": 3}]}, "unknown key"),
+        ({"certify": {"n": 0}}, "certify.n"),
+    ],
+)
+def test_bad_sweep_files_are_probe_errors(data, message):
+    with pytest.raises(ProbeError, match=message):
+        parse_sweep(data)
+
+
+def test_bad_sweep_file_exits_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("sigma = [0.1\n")
+    result = run_main("sweep", bad, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "not valid TOML" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_report_has_figures_tables_certificates_and_versions(straight):
+    folder = straight / "a"
+    result = CliRunner().invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    md = (folder / "report.md").read_text()
+    page = (folder / "report.html").read_text()
+    assert "figures/distortion_accuracy.png" in md and (folder / "figures" / "distortion_accuracy.png").stat().st_size > 0
+    points = json.loads((folder / "figures" / "distortion_accuracy.json").read_text())["points"]
+    assert {p["attack"] for p in points} == {"hsja", "rays"} and len(points) == 4
+    assert "data:image/png;base64," in page and "src='figures/" not in page
+    for text in ("Results per configuration", "median L2", "defended acc.", "Certified radii vs practical",
+                 "onnxruntime", "numpy"):
+        assert text in md and text in page
+
+
+def test_check_passes_fails_and_rejects_bad_input(straight, tmp_path):
+    folder = straight / "a"
+    rows = summarize_sweep(read_jsonl(folder / RESULTS), {c["config"]: c for c in read_jsonl(folder / CONFIGS)})
+    smallest = min(r["median_l2"] for r in rows if r["median_l2"] is not None)
+    ok = run_main("check", folder, "--min-success-l2", smallest * 0.5, "--min-accuracy", 0.0)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = run_main("check", folder, "--min-success-l2", smallest * 2)
+    assert bad.returncode == 1 and "REGRESSED" in bad.stdout
+    assert run_main("check", tmp_path / "nowhere", "--min-success-l2", 1).returncode == 2
+    assert run_main("check", folder).returncode == 2  # nothing to check
+    assert run_main("check", folder, "--baseline", folder / "baseline.json", "--max-drop", "200%").returncode == 2
+
+
+def test_baseline_round_trip_and_regression(straight, tmp_path):
+    folder = straight / "a"
+    baseline = tmp_path / "baseline.json"
+    wrote = CliRunner().invoke(app, ["check", str(folder), "--write-baseline", str(baseline)])
+    assert wrote.exit_code == 0, wrote.output
+    doc = json.loads(baseline.read_text())
+    rows = summarize_sweep(read_jsonl(folder / RESULTS), {c["config"]: c for c in read_jsonl(folder / CONFIGS)})
+    assert {(e["config"], e["attack"], e["median_l2"]) for e in doc["entries"]} == {
+        (r["config"], r["attack"], r["median_l2"]) for r in rows
+    }
+    same = run_main("check", folder, "--baseline", baseline, "--max-drop", "10%", "--json")
+    assert same.returncode == 0 and json.loads(same.stdout)["passed"] is True
+    # a regressed copy: every distortion 30% smaller
+    worse = tmp_path / "worse"
+    shutil.copytree(folder, worse)
+    records = read_jsonl(worse / RESULTS)
+    for r in records:
+        if r["l2"] is not None:
+            r["l2"] *= 0.7
+    (worse / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    regressed = run_main("check", worse, "--baseline", baseline, "--max-drop", "0.1", "--json")
+    assert regressed.returncode == 1
+    failed = [c for c in json.loads(regressed.stdout)["checks"] if not c["ok"]]
+    assert failed and all(c["metric"] == "median L2" for c in failed)
+    assert run_main("check", worse, "--baseline", baseline, "--max-drop", "0.5").returncode == 0
