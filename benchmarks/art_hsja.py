@@ -11,7 +11,9 @@ decision (class 1 = adversarial under the criterion "not the smoothed label of
 the original", y = class 0), with a counter of every point it asks. ART cannot be
 capped at an exact number of queries, so it runs first with ``max_iter`` /
 ``init_eval`` / ``max_eval``, its queries are counted, and our HSJA then gets
-exactly that budget. Reported per setting: median L2 of the returned points
+exactly that budget; under smoothing ours runs as ``probe attack`` runs it, with the
+confirmation phase (15% of the budget kept back to confirm the final point;
+``--no-confirm`` turns it off). Reported per setting: median L2 of the returned points
 (failures count as infinite), the fraction whose p_adv (fresh evaluations, not
 charged) is >= 0.5, and wall time, ours vs ART's.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from probe.attacks import make_attack, run_attack
+from probe.audit import AttackConfig
 from probe.data import load_images
 from probe.models.zoo import default_images, resolve_model
 from probe.oracle import Criterion, Oracle, SmoothedClassifier, estimate_p_adv, majority
@@ -63,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-eval", type=int, default=10000)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--p-adv-samples", type=int, default=50)
+    ap.add_argument("--no-confirm", action="store_true",
+                    help="under smoothing, run our HSJA without the confirmation phase `probe attack` uses")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     runtime = Runtime(resolve_model(args.model), batch_size=args.batch_size)
@@ -89,7 +94,11 @@ def main(argv=None) -> int:
             # ours, same oracle semantics, same budget
             oracle = Oracle(clf, crit, budget, np.random.default_rng([0, i, 2]))
             start = time.perf_counter()
-            outcome = run_attack(make_attack("hsja", norm="l2"), x0, oracle, budget, np.random.default_rng([0, i, 4]))
+            attack = make_attack("hsja", norm="l2")
+            if sigma > 0 and not args.no_confirm:  # as `probe attack` runs it against a randomized oracle
+                config = AttackConfig(budget=budget)
+                attack.confirm_with(config.confirm_votes(), config.pa, config.confirm_share)
+            outcome = run_attack(attack, x0, oracle, budget, np.random.default_rng([0, i, 4]))
             rec["ours_seconds"] = time.perf_counter() - start
             rec["ours_queries"] = oracle.queries
             rec["ours_l2"] = outcome.distance if outcome.found else math.inf

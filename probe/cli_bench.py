@@ -48,8 +48,8 @@ def bench(
     batching: Annotated[
         bool, typer.Option("--batching/--no-batching", help="Also measure the engine's batch fill with real attacks.")
     ] = True,
-    images: Annotated[int, typer.Option("--images", help="Images attacked at once for the batching figure.")] = 4,
-    budget: Annotated[int, typer.Option("--budget", help="Queries per attack for the batching figure.")] = 100,
+    images: Annotated[int, typer.Option("--images", help="Images attacked at once for the batching figure.")] = 3,
+    budget: Annotated[int, typer.Option("--budget", help="Queries per attack for the batching figure.")] = 60,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     layout: LayoutOpt = None,
