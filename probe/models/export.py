@@ -327,6 +327,7 @@ def default_variant(fmt: str, checkpoint: Path | str | None = None) -> str:
 
 
 def sha256_file(path: Path | str) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks); recorded as provenance by every recipe."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
