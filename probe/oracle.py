@@ -143,11 +143,8 @@ class SmoothedClassifier:
         k_classes = self.num_classes
         for (points, _), size in zip(requests, sizes):
             k = len(points)
-            lab = labels[start : start + size]
-            if n > 1:
-                lab = lab + np.repeat(np.arange(k, dtype=np.int64) * k_classes, n)
-            else:
-                lab = lab + np.arange(k, dtype=np.int64) * k_classes
+            # row r of this request belongs to point r // n: offset its label into that point's bins
+            lab = labels[start : start + size] + np.repeat(np.arange(k, dtype=np.int64) * k_classes, n)
             out.append(np.bincount(lab, minlength=k * k_classes).reshape(k, k_classes))
             start += size
         return out
