@@ -6,13 +6,16 @@ stream). Every round the engine asks the classifier once for the pending
 points of the waiting jobs and hands each job its own booleans. Query
 accounting stays per job. The single-image API is the same engine with one job.
 
-Full batches: a round takes as many rows (points x n noisy copies) as make a
-whole number of model batches, ``lcm(n, batch)`` rows at a time; the rest
-waits for the next round, where it goes first. A job whose request is cut
-(at a point boundary) gets its answers once all its points are answered; its
-noise stream is consumed in the same order as in one call, so the votes do
-not depend on the cut. Only when fewer rows than one such unit are waiting
-(few jobs left, one point each) does the model see a partial batch.
+Full batches: a round takes rows (points x n noisy copies) in whole units of
+``lcm(n, batch)`` rows, so that every model batch is full and no point is split.
+Small requests (under one unit: the one-point steps of binary searches) go first and
+whole; large ones (gradient batches) only pad the round up to the next whole unit and
+keep their rest for later rounds, where it pads again. Spending a large request in one
+go would leave the following rounds with only the small ones, a partial batch each.
+Only when fewer rows than one unit are waiting does the model see a partial batch. A
+job whose request is cut (at a point boundary) gets its answers once all its points
+are answered; its noise stream is consumed in the same order as in one call, so the
+votes do not depend on the cut.
 """
 
 from __future__ import annotations
@@ -82,26 +85,7 @@ class Engine:
         unit = batch * n // math.gcd(batch, n)  # rows that fill whole batches with whole points
         cap = None if self.max_batches is None else max(unit, self.max_batches * batch // unit * unit)
         while waiting:
-            total = sum((len(job.pending) - job.answered) for job in waiting) * n
-            if total >= unit:
-                target = total // unit * unit
-                if cap is not None:
-                    target = min(target, cap)
-            else:
-                target = total
-            selected: list[tuple[Job, int, int]] = []
-            rows = 0
-            while waiting and rows < target:
-                job = waiting.popleft()
-                first = job.answered
-                take = min(len(job.pending) - first, (target - rows) // n)
-                if take <= 0:  # cannot happen with whole-point units; keep the job for later
-                    waiting.appendleft(job)
-                    break
-                selected.append((job, first, first + take))
-                rows += take * n
-                if first + take < len(job.pending):
-                    waiting.appendleft(job)  # the rest of its request goes first next round
+            selected, rows = self._select(waiting, n, unit, cap)
             votes = self.classifier.votes([(job.pending[a:b], job.oracle.rng) for job, a, b in selected])
             self.stats.rounds += 1
             self.stats.rows += rows
@@ -121,6 +105,46 @@ class Engine:
             if on_round is not None:
                 on_round(list(dict.fromkeys(job for job, _, _ in selected)))
         return jobs
+
+    @staticmethod
+    def _select(waiting: deque, n: int, unit: int, cap: int | None) -> tuple[list[tuple[Job, int, int]], int]:
+        """Pick this round's rows and take those jobs out of ``waiting``.
+
+        Small requests (under one ``unit`` of rows) first; when they make a unit or more,
+        the round is their whole units (the rest, and the large requests, wait); when
+        they make less, large requests pad the round to one unit. With no small request
+        a round takes every whole unit waiting; with less than one unit waiting, all of
+        it. A job cut short goes back to the front of ``waiting``.
+        """
+        remaining = [(len(job.pending) - job.answered) * n for job in waiting]
+        total = sum(remaining)
+        small = sum(r for r in remaining if r < unit)
+        if total < unit:
+            target = total
+        elif small == 0:
+            target = total // unit * unit
+        elif small >= unit:  # whole batches of small requests; large ones wait
+            target = small // unit * unit
+        else:  # small requests padded with large ones to one unit
+            target = unit
+        if cap is not None:
+            target = min(target, cap)
+        order = [job for job, r in zip(waiting, remaining) if r < unit]
+        order += [job for job, r in zip(waiting, remaining) if r >= unit]
+        waiting.clear()
+        selected: list[tuple[Job, int, int]] = []
+        rows = 0
+        back: list[Job] = []
+        for job in order:
+            first = job.answered
+            take = min(len(job.pending) - first, max(0, target - rows) // n)
+            if take > 0:
+                selected.append((job, first, first + take))
+                rows += take * n
+            if first + take < len(job.pending):
+                back.append(job)
+        waiting.extend(back)  # their rest goes first next round, in the same order
+        return selected, rows
 
     @staticmethod
     def _advance(job: Job, answers: np.ndarray | None, waiting: deque, on_result) -> None:

@@ -1,0 +1,69 @@
+"""Engine scheduling: which rows go into which model batch."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from probe.engine import Engine, Job
+from probe.oracle import Criterion, Oracle, SmoothedClassifier
+from probe.runtime import Runtime
+from tests.onnx_models import linear_weights, save_linear
+
+
+def _requests(x0: np.ndarray, sizes: list[int], log: list):
+    for k in sizes:
+        log.append((yield np.repeat(x0[None], k, axis=0)))
+    return None
+
+
+def _run(path, batch: int, n: int, sizes_per_job: list[list[int]], sigma: float = 0.0):
+    runtime = Runtime(path, batch_size=batch)
+    clf = SmoothedClassifier(runtime, sigma, n)
+    logs: list[list] = [[] for _ in sizes_per_job]
+    jobs = [
+        Job(
+            _requests(np.full((3, 8, 8), 0.2 + 0.01 * (i % 50), np.float32), sizes, logs[i]),
+            Oracle(clf, Criterion(0), 10**6, np.random.default_rng([3, i])),
+        )
+        for i, sizes in enumerate(sizes_per_job)
+    ]
+    engine = Engine(clf)
+    engine.run(jobs)
+    return runtime, engine, jobs, logs
+
+
+@pytest.fixture(scope="module")
+def linear_path(tmp_path_factory):
+    w, b = linear_weights((3, 8, 8), seed=2)
+    return save_linear(tmp_path_factory.mktemp("engine") / "l.onnx", w, b)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_large_requests_pad_the_one_point_rounds(linear_path, n):
+    """40 jobs asking one point at a time (a binary search each) and 5 asking large
+    gradient batches: the large ones are spread over the one-point rounds as padding,
+    so every model batch is full but the very last one. Spending the large requests in
+    the first round instead (the greedy schedule) leaves every later round at 40 x n rows
+    of 64 and needs many more batches."""
+    singles = [[1] * 50 for _ in range(40)]
+    gradients = [[200, 200] for _ in range(5)]
+    runtime, engine, jobs, logs = _run(linear_path, 64, n, singles + gradients, sigma=0.1 if n > 1 else 0.0)
+    rows = (40 * 50 + 5 * 400) * n
+    assert runtime.rows == rows
+    assert runtime.calls == math.ceil(rows / 64)
+    assert [job.oracle.queries for job in jobs] == [50] * 40 + [400] * 5
+    # every job got one answer per point it asked, in its own order
+    assert all([len(a) for a in log] == sizes for log, sizes in zip(logs, singles + gradients))
+
+
+def test_no_request_starves(linear_path):
+    """64 one-point jobs fill every batch on their own, so the large request waits for
+    them (small requests go first); it is still answered in full, every batch full."""
+    singles = [[1] * 20 for _ in range(64)]
+    runtime, engine, jobs, logs = _run(linear_path, 64, 1, singles + [[500]])
+    assert all(job.outcome is not None or job.pending is None for job in jobs)
+    assert [job.oracle.queries for job in jobs] == [20] * 64 + [500]
+    assert runtime.calls == math.ceil((64 * 20 + 500) / 64)
