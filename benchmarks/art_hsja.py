@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             print(json.dumps(rec), flush=True)
     print()
     print(f"{'model':20s} {'sigma':>5s} {'n':>3s} {'images':>6s} {'queries':>8s} {'L2 ours':>8s} {'L2 ART':>8s} "
-          f"{'p_adv>=.5 ours':>14s} {'ART':>5s} {'s ours':>7s} {'s ART':>7s}")
+          f"{'p_adv>=.5 ours':>14s} {'ART':>5s} {'s ours':>7s} {'s ART':>7s} {'ours<=ART':>9s} {'med ratio':>9s}")
     summary = []
     for sigma, n in settings:
         sel = [r for r in rows if r["sigma"] == sigma and r["n"] == (1 if sigma == 0 else int(n))]
@@ -122,11 +122,16 @@ def main(argv=None) -> int:
             "median_seconds_ours": statistics.median(r["ours_seconds"] for r in sel),
             "median_seconds_art": statistics.median(r["art_seconds"] for r in sel),
             "ours_better_or_equal": sum(r["ours_l2"] <= r["art_l2"] for r in sel),
+            "median_ratio_ours_art": statistics.median(
+                r["ours_l2"] / r["art_l2"] if math.isfinite(r["art_l2"]) else (1.0 if r["ours_l2"] == r["art_l2"] else 0.0)
+                for r in sel
+            ),
         }
         summary.append(s)
         print(f"{args.model:20s} {sigma:5.2f} {s['n']:3d} {len(sel):6d} {s['median_queries']:8.0f} "
               f"{s['median_l2_ours']:8.3f} {s['median_l2_art']:8.3f} {s['success_ours']:14.0%} {s['success_art']:5.0%} "
-              f"{s['median_seconds_ours']:7.2f} {s['median_seconds_art']:7.2f}")
+              f"{s['median_seconds_ours']:7.2f} {s['median_seconds_art']:7.2f} "
+              f"{s['ours_better_or_equal']:5d}/{len(sel):<3d} {s['median_ratio_ours_art']:9.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"load": os.getloadavg(), "summary": summary, "rows": rows}, indent=2))
