@@ -95,7 +95,8 @@ class BandBasis:
 
     def __init__(self, index: np.ndarray, weights: np.ndarray, shape3: tuple[int, int, int], kind: str) -> None:
         self.index = index  # flat indices into the (C, H, W) coefficient array
-        self.weights = weights[index].astype(np.float64)
+        w = weights[index]
+        self.weights = None if np.all(w == 1.0) else w.astype(np.float32)  # None: constant weighting
         self.shape3 = shape3
         self.kind = kind
         self.m = int(index.size)
@@ -103,28 +104,33 @@ class BandBasis:
         self.pos = 0
         self.signs = None
         self.odd = None
+        self.coef = np.zeros(int(np.prod(shape3)), dtype=np.float32)  # zero off the band, reused
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         m = self.m
         if self.kind == "ternary":
-            vals = rng.integers(-1, 2, size=m).astype(np.float64)
+            vals = rng.integers(-1, 2, size=m).astype(np.float32)
         else:
             if self.order is None or self.pos >= m:
                 self.order = rng.permutation(m)
-                self.signs = rng.integers(0, 2, size=m) * 2.0 - 1.0
+                self.signs = (rng.integers(0, 2, size=m) * 2 - 1).astype(np.float32)
                 self.pos = 0
             k = int(self.order[self.pos])
             self.pos += 1
             if self.odd is None:
                 self.odd = 2 * np.arange(m, dtype=np.int64) + 1
-            # cos(pi (2j + 1) k / 2m), the phase reduced exactly modulo 4m before the float cos
+            # cos(pi (2j + 1) k / 2m), the phase reduced exactly modulo 4m (integers), then
+            # a float32 cos of an angle in [0, 2 pi)
             phase = (self.odd * k) % (4 * m)
-            vals = np.cos(phase.astype(np.float64) * (np.pi / (2 * m)))
-            vals *= math.sqrt((1.0 if k == 0 else 2.0) / m)
+            vals = phase.astype(np.float32)
+            vals *= np.float32(np.pi / (2 * m))
+            np.cos(vals, out=vals)
+            vals *= np.float32(math.sqrt((1.0 if k == 0 else 2.0) / m))
             vals *= self.signs
-        coef = np.zeros(int(np.prod(self.shape3)), dtype=np.float32)
-        coef[self.index] = vals * self.weights
-        v = fft.idctn(coef.reshape(self.shape3), axes=(-2, -1), norm="ortho", workers=1)
+        if self.weights is not None:
+            vals *= self.weights
+        self.coef[self.index] = vals
+        v = fft.idctn(self.coef.reshape(self.shape3), axes=(-2, -1), norm="ortho", workers=1)
         return np.asarray(v, dtype=np.float32).ravel()
 
 
@@ -258,7 +264,7 @@ class SurFree(Attack):
 
         while tracker.remaining > 0:
             diff = x_b.ravel() - x0f
-            D = float(np.linalg.norm(diff.astype(np.float64)))
+            D = math.sqrt(float(np.dot(diff, diff)))  # float32 BLAS: 1e-7 relative here
             if not np.isfinite(D) or D == 0.0:
                 return
             u = diff / np.float32(D)
@@ -270,8 +276,8 @@ class SurFree(Attack):
                 if gram and n_hist:
                     hist = history[: min(n_hist, self.n_ortho)]
                     v -= (hist @ v) @ hist
-                v -= np.float32(np.dot(u.astype(np.float64), v.astype(np.float64))) * u
-            nv = float(np.linalg.norm(v.astype(np.float64)))
+                v -= np.float32(np.dot(u, v)) * u
+            nv = math.sqrt(float(np.dot(v, v)))
             if not np.isfinite(nv) or nv < 1e-6:
                 # no direction left besides u (tiny d): this iteration asked nothing, so
                 # bound the retries instead of looping for ever
