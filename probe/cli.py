@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from probe.errors import ProbeError
+from probe.interrupt import stop_at_checkpoints
 
 app = typer.Typer(
     add_completion=False,
@@ -515,7 +516,8 @@ def attack(
                 bar.update(tasks[name], queries=spent[name])
 
         try:
-            attack_images(classifier, data, config, on_record=on_record, on_round=on_round)
+            with stop_at_checkpoints():  # Ctrl-C stops between engine rounds, a second one at once
+                attack_images(classifier, data, config, on_record=on_record, on_round=on_round)
         except KeyboardInterrupt:
             interrupted = True
     if writer:

@@ -34,6 +34,7 @@ from probe.cli import (
     open_runtime,
     out,
 )
+from probe.interrupt import stop_at_checkpoints
 
 ImageOpt = Annotated[
     Optional[str], typer.Option("--image", help="The original image: a file name among the images, or an index.")
@@ -320,7 +321,8 @@ def sweep(
 
         hooks = SweepHooks(start=start, record=record, message=lambda m: err.print(m))
         try:
-            outcome = run_sweep(plan, out_dir, hooks)
+            with stop_at_checkpoints():  # Ctrl-C stops between engine rounds, a second one at once
+                outcome = run_sweep(plan, out_dir, hooks)
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:

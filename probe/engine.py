@@ -28,7 +28,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from probe.attacks.base import AttackGen, AttackOutcome
+from probe.interrupt import checkpoint
 from probe.oracle import Oracle, SmoothedClassifier
+
+PATIENCE = 8  # rounds a large request may wait while small ones fill every batch
 
 
 @dataclass(eq=False)  # jobs compare (and hash) by identity
@@ -42,6 +45,7 @@ class Job:
     outcome: AttackOutcome | None = None
     answered: int = 0  # points of ``pending`` already answered (a request cut across rounds)
     parts: list = field(default_factory=list)  # their vote counts
+    idle: int = 0  # rounds its request has waited without any row taken
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Engine:
                 self._advance(job, job.oracle.judge(counts), waiting, on_result)
             if on_round is not None:
                 on_round(list(dict.fromkeys(job for job, _, _ in selected)))
+            checkpoint()  # a deferred Ctrl-C stops here, between rounds
         return jobs
 
     @staticmethod
@@ -112,25 +117,29 @@ class Engine:
 
         Small requests (under one ``unit`` of rows) first; when they make a unit or more,
         the round is their whole units (the rest, and the large requests, wait); when
-        they make less, large requests pad the round to one unit. With no small request
-        a round takes every whole unit waiting; with less than one unit waiting, all of
-        it. A job cut short goes back to the front of ``waiting``.
+        they make less, large requests pad the round to one unit. A large request kept
+        waiting for ``PATIENCE`` rounds gets one more unit (it is not starved while many
+        small requests fill every batch). With no small request a round takes every whole
+        unit waiting; with less than one unit waiting, all of it. A job cut short goes
+        back to the front of ``waiting``.
         """
         remaining = [(len(job.pending) - job.answered) * n for job in waiting]
         total = sum(remaining)
         small = sum(r for r in remaining if r < unit)
+        large = sorted((job for job, r in zip(waiting, remaining) if r >= unit), key=lambda job: -job.idle)
         if total < unit:
             target = total
         elif small == 0:
             target = total // unit * unit
-        elif small >= unit:  # whole batches of small requests; large ones wait
+        elif small >= unit:  # whole batches of small requests; large ones wait, up to PATIENCE rounds
             target = small // unit * unit
+            if large and large[0].idle >= PATIENCE:
+                target += unit
         else:  # small requests padded with large ones to one unit
             target = unit
         if cap is not None:
             target = min(target, cap)
-        order = [job for job, r in zip(waiting, remaining) if r < unit]
-        order += [job for job, r in zip(waiting, remaining) if r >= unit]
+        order = [job for job, r in zip(waiting, remaining) if r < unit] + large
         waiting.clear()
         selected: list[tuple[Job, int, int]] = []
         rows = 0
@@ -138,6 +147,7 @@ class Engine:
         for job in order:
             first = job.answered
             take = min(len(job.pending) - first, max(0, target - rows) // n)
+            job.idle = 0 if take > 0 else job.idle + 1
             if take > 0:
                 selected.append((job, first, first + take))
                 rows += take * n

@@ -31,7 +31,8 @@ def _run(path, batch: int, n: int, sizes_per_job: list[list[int]], sigma: float 
         for i, sizes in enumerate(sizes_per_job)
     ]
     engine = Engine(clf)
-    engine.run(jobs)
+    engine.finished = []
+    engine.run(jobs, on_result=engine.finished.append)
     return runtime, engine, jobs, logs
 
 
@@ -60,10 +61,15 @@ def test_large_requests_pad_the_one_point_rounds(linear_path, n):
 
 
 def test_no_request_starves(linear_path):
-    """64 one-point jobs fill every batch on their own, so the large request waits for
-    them (small requests go first); it is still answered in full, every batch full."""
-    singles = [[1] * 20 for _ in range(64)]
+    """64 one-point jobs fill every batch on their own; small requests go first, but a
+    large request kept waiting PATIENCE rounds gets a batch of its own: it ends long before
+    the one-point jobs do, and every batch is still full."""
+    from probe.engine import PATIENCE
+
+    singles = [[1] * 100 for _ in range(64)]
     runtime, engine, jobs, logs = _run(linear_path, 64, 1, singles + [[500]])
-    assert all(job.outcome is not None or job.pending is None for job in jobs)
-    assert [job.oracle.queries for job in jobs] == [20] * 64 + [500]
-    assert runtime.calls == math.ceil((64 * 20 + 500) / 64)
+    assert [job.oracle.queries for job in jobs] == [100] * 64 + [500]
+    assert runtime.calls == math.ceil((64 * 100 + 500) / 64)
+    # 500 rows = 8 batches, one every PATIENCE + 1 rounds at worst
+    assert engine.finished.index(jobs[-1]) < 64 and engine.stats.rounds <= 101
+    assert 8 * (PATIENCE + 1) < 100

@@ -1,0 +1,63 @@
+"""Ctrl-C at safe points (probe.interrupt) and the engine's checkpoint between rounds."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from probe.engine import Engine, Job
+from probe.interrupt import checkpoint, stop_at_checkpoints
+from probe.oracle import Criterion, Oracle, SmoothedClassifier
+from probe.runtime import Runtime
+from tests.onnx_models import linear_weights, save_linear
+
+
+def _ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_first_ctrl_c_waits_for_a_checkpoint_second_stops_at_once():
+    with stop_at_checkpoints():
+        _ctrl_c()  # deferred: nothing raised here
+        with pytest.raises(KeyboardInterrupt):
+            checkpoint()
+        checkpoint()  # the request was consumed
+        _ctrl_c()
+        with pytest.raises(KeyboardInterrupt):
+            _ctrl_c()  # the second press before a checkpoint raises in place
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        _ctrl_c()  # outside, the usual behaviour
+    checkpoint()  # and nothing is left pending
+
+
+def test_engine_stops_between_rounds(tmp_path):
+    """Ctrl-C while the model runs a round: the round is answered in full, its job charged
+    and advanced, and the KeyboardInterrupt comes after it, before the next round."""
+    w, b = linear_weights((3, 8, 8), seed=1)
+    runtime = Runtime(save_linear(tmp_path / "l.onnx", w, b), batch_size=8)
+    clf = SmoothedClassifier(runtime, 0.0, 1)
+    answered = []
+
+    def asker(x0):
+        for _ in range(50):
+            answered.append(len((yield np.repeat(x0[None], 4, axis=0))))
+        return None
+
+    votes = clf.votes
+
+    def votes_with_ctrl_c(requests, n=None):
+        if runtime.rows == 8:  # the third round: pressed while the model works
+            _ctrl_c()
+        return votes(requests, n)
+
+    clf.votes = votes_with_ctrl_c
+    jobs = [Job(asker(np.full((3, 8, 8), 0.5, np.float32)), Oracle(clf, Criterion(0), 1000, np.random.default_rng(0)))]
+    with stop_at_checkpoints(), pytest.raises(KeyboardInterrupt):
+        Engine(clf).run(jobs)
+    assert answered == [4, 4, 4]  # the third round was answered, no fourth was run
+    assert jobs[0].oracle.queries == 12 and runtime.rows == 12
+    assert len(jobs[0].pending) == 4  # the job already asked its next points
