@@ -110,6 +110,9 @@ def test_ctrl_c_keeps_finished_results(setup, tmp_path):
          "--labels", str(labels), "--sigma", "0.05", "--n", "50", "--budget", "100000", "--attack", "hsja",
          "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # SIGINT back to its default, so that Python installs its handler even when this test
+        # run inherited SIGINT ignored (a shell's background job)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     results = out / "results.jsonl"
     deadline = time.time() + 60

@@ -19,6 +19,15 @@ def _ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler, even where the test run inherited SIGINT ignored
+    (a shell's background job): the situation of a user pressing Ctrl-C."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_first_ctrl_c_waits_for_a_checkpoint_second_stops_at_once():
     with stop_at_checkpoints():
         _ctrl_c()  # deferred: nothing raised here
