@@ -58,6 +58,7 @@ from typing import Any, Callable
 import numpy as np
 
 from probe.errors import ProbeError
+from probe.report import ResultsWriter
 
 RESULTS, CONFIGS, CERTIFY, SWEEP = "results.jsonl", "configs.jsonl", "certify.jsonl", "sweep.json"
 TIMING_FIELDS = ("seconds",)
@@ -348,21 +349,12 @@ def repair_tail(path: Path) -> None:
         handle.truncate(data.rfind(b"\n") + 1)
 
 
-class JsonlAppender:
-    """Appends records to a JSON Lines file, one flushed line each."""
+class JsonlAppender(ResultsWriter):
+    """A ResultsWriter that first cuts a torn last line left by an interrupted run."""
 
     def __init__(self, path: Path) -> None:
         repair_tail(path)
-        self._handle = open(path, "a", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        from probe.report import _json_default
-
-        self._handle.write(json.dumps(record, default=_json_default) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
+        super().__init__(path)
 
 
 def versions() -> dict[str, str]:
