@@ -4,7 +4,8 @@ A KeyboardInterrupt raised at an arbitrary bytecode can land inside a library's
 critical section (a progress bar's lock taken by one thread and waited for by its
 refresh thread, a file half written) and hang or corrupt the run. Inside
 :func:`stop_at_checkpoints`, the first SIGINT only sets a flag; long loops call
-:func:`checkpoint` at points where stopping is safe (the engine after every round),
+:func:`checkpoint` at points where stopping is safe (the engine after every round,
+the smoothed classifier between model batches),
 which raises KeyboardInterrupt there. A second SIGINT raises at once, as usual.
 """
 

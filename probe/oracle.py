@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from probe.errors import ProbeError
+from probe.interrupt import checkpoint
 from probe.noise import NormalSampler
 from probe.runtime import Runtime
 from probe.smoothing import level_vote_count
@@ -132,6 +133,8 @@ class SmoothedClassifier:
             buf = self._batch_buffer(min(batch, total))
         pos = 0  # global row index
         while pos < total:
+            if pos:
+                checkpoint()  # a deferred Ctrl-C stops a long call (CERTIFY's n rows) between batches
             end = min(pos + batch, total)
             if self.sigma == 0:
                 labels[pos:end] = self._plain_rows(requests, sizes, pos, end, n)

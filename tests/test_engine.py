@@ -31,9 +31,9 @@ def _run(path, batch: int, n: int, sizes_per_job: list[list[int]], sigma: float 
         for i, sizes in enumerate(sizes_per_job)
     ]
     engine = Engine(clf)
-    engine.finished = []
-    engine.run(jobs, on_result=engine.finished.append)
-    return runtime, engine, jobs, logs
+    finished: list[Job] = []
+    engine.run(jobs, on_result=finished.append)
+    return runtime, engine, jobs, logs, finished
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_large_requests_pad_the_one_point_rounds(linear_path, n):
     of 64 and needs many more batches."""
     singles = [[1] * 50 for _ in range(40)]
     gradients = [[200, 200] for _ in range(5)]
-    runtime, engine, jobs, logs = _run(linear_path, 64, n, singles + gradients, sigma=0.1 if n > 1 else 0.0)
+    runtime, engine, jobs, logs, _ = _run(linear_path, 64, n, singles + gradients, sigma=0.1 if n > 1 else 0.0)
     rows = (40 * 50 + 5 * 400) * n
     assert runtime.rows == rows
     assert runtime.calls == math.ceil(rows / 64)
@@ -67,9 +67,9 @@ def test_no_request_starves(linear_path):
     from probe.engine import PATIENCE
 
     singles = [[1] * 100 for _ in range(64)]
-    runtime, engine, jobs, logs = _run(linear_path, 64, 1, singles + [[500]])
+    runtime, engine, jobs, logs, finished = _run(linear_path, 64, 1, singles + [[500]])
     assert [job.oracle.queries for job in jobs] == [100] * 64 + [500]
     assert runtime.calls == math.ceil((64 * 100 + 500) / 64)
     # 500 rows = 8 batches, one every PATIENCE + 1 rounds at worst
-    assert engine.finished.index(jobs[-1]) < 64 and engine.stats.rounds <= 101
+    assert finished.index(jobs[-1]) < 64 and engine.stats.rounds <= 101
     assert 8 * (PATIENCE + 1) < 100

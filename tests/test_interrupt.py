@@ -70,3 +70,22 @@ def test_engine_stops_between_rounds(tmp_path):
     assert answered == [4, 4, 4]  # the third round was answered, no fourth was run
     assert jobs[0].oracle.queries == 12 and runtime.rows == 12
     assert len(jobs[0].pending) == 4  # the job already asked its next points
+
+
+def test_a_long_smoothed_call_stops_between_batches(tmp_path):
+    """CERTIFY-size calls (n rows of one point) stop at the next model batch, not at the end."""
+    w, b = linear_weights((3, 8, 8), seed=1)
+    runtime = Runtime(save_linear(tmp_path / "l.onnx", w, b), batch_size=8)
+    clf = SmoothedClassifier(runtime, 0.1, 1)
+    run = runtime._run
+
+    def run_with_ctrl_c(chunk):
+        if runtime.calls == 1:  # pressed while the second batch runs
+            _ctrl_c()
+        return run(chunk)
+
+    runtime._run = run_with_ctrl_c
+    x = np.full((1, 3, 8, 8), 0.5, np.float32)
+    with stop_at_checkpoints(), pytest.raises(KeyboardInterrupt):
+        clf.votes([(x, np.random.default_rng(0))], n=800)
+    assert runtime.calls == 2  # of 100
