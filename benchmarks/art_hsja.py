@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from probe.attacks import make_attack, run_attack
-from probe.audit import AttackConfig
+from probe.runs.campaign import AttackConfig
 from probe.data import load_images
-from probe.models.zoo import default_images, resolve_model
-from probe.oracle import Criterion, Oracle, SmoothedClassifier, estimate_p_adv, majority
+from probe.zoo import default_images, resolve_model
+from probe.oracle import Criterion, Oracle, estimate_p_adv, majority
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 
 

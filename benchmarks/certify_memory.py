@@ -3,7 +3,7 @@
     python benchmarks/certify_memory.py                          # tiny 3x224x224 conv model, n = 100,000
     python benchmarks/certify_memory.py --model efficientnet-lite0   # the real thing (~100k inferences: minutes)
 
-Runs probe.certification.certify_images on one 224x224 image in a fresh subprocess
+Runs probe.runs.certify.certify_images on one 224x224 image in a fresh subprocess
 and reports its peak RSS (resource.getrusage ru_maxrss), next to the RSS of the same
 process before certifying (imports, session, image loaded) and the time taken.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np
-from probe.certification import certify_images
+from probe.runs.certify import certify_images
 from probe.data import ImageSet
-from probe.oracle import SmoothedClassifier
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 path, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 runtime = Runtime(path, batch_size=batch)
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         if args.model is None:
             path = tiny_imagenet_model(Path(tmp) / "tiny224.onnx")
         else:
-            from probe.models.zoo import resolve_model
+            from probe.zoo import resolve_model
 
             path = resolve_model(args.model)
         proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.n), str(args.batch_size)],

@@ -17,9 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-from probe.bench import engine_batching
+from probe.runs.bench import engine_batching
 from probe.data import load_images
-from probe.models.zoo import default_images, resolve_model
+from probe.zoo import default_images, resolve_model
 from probe.runtime import Runtime
 
 

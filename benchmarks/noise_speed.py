@@ -14,13 +14,13 @@ import time
 
 import numpy as np
 
-from probe.noise import NormalSampler
+from probe.smoothing.noise import NormalSampler
 
 
 def main() -> int:
     rng = np.random.default_rng(0)
     sampler = NormalSampler()
-    print(f"{'rows':>14s} {'standard_normal ns':>19s} {'probe.noise ns':>15s} {'speed-up':>8s}")
+    print(f"{'rows':>14s} {'standard_normal ns':>19s} {'probe.smoothing.noise ns':>15s} {'speed-up':>8s}")
     for d in (3 * 224 * 224, 3 * 32 * 32):
         out = np.empty((64, d), np.float32)
         base = rng.random((1, d), dtype=np.float32)

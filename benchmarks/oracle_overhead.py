@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from probe.bench import oracle_overhead, random_resnet50
-from probe.models.zoo import resolve_model
+from probe.runs.bench import oracle_overhead, random_resnet50
+from probe.zoo import resolve_model
 from probe.runtime import Runtime
 
 BENCH_DIR = Path(os.environ.get("PROBE_BENCH_DIR", "/tmp/probe-bench"))

@@ -41,6 +41,10 @@ class ImageSet:
     def has_labels(self) -> bool:
         return bool(np.all(self.labels >= 0)) and len(self) > 0
 
+    def head(self, k: int) -> "ImageSet":
+        """The first k images (a new set; the skipped files stay with the original)."""
+        return ImageSet(self.x[:k], self.ids[:k], self.labels[:k])
+
 
 def expand_sources(sources: list[str]) -> list[Path]:
     """Files named by paths, folders (their images, sorted) and globs, in order, without duplicates."""

@@ -29,7 +29,8 @@ import numpy as np
 
 from probe.attacks.base import AttackGen, AttackOutcome
 from probe.interrupt import checkpoint
-from probe.oracle import Oracle, SmoothedClassifier
+from probe.oracle import Oracle
+from probe.smoothing import SmoothedClassifier
 
 PATIENCE = 8  # rounds a large request may wait while small ones fill every batch
 

@@ -1,5 +1,14 @@
-"""User-facing errors: the CLI prints their message on one line and exits with code 2."""
+"""The one exception type for bad input, and the budget refusal.
+
+The CLI prints a :class:`ProbeError`'s message on one line and exits with code 2.
+Deriving from ValueError (as scikit-learn's parameter errors do) lets library users
+catch it as the ValueError it is.
+"""
 
 
-class ProbeError(Exception):
+class ProbeError(ValueError):
     """Bad input or an unusable model: a message for the user, never a traceback."""
+
+
+class BudgetExceeded(ProbeError):
+    """A query beyond the budget was refused (before any inference ran)."""

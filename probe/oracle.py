@@ -1,40 +1,24 @@
-"""The query-only oracle: a (smoothed) classifier that answers booleans and counts every call.
+"""What an attacker gets: the query-only oracle, its criterion, and the verdict's p_adv.
 
-* :class:`SmoothedClassifier` is the defended classifier g_{sigma,n}: for each
-  query it classifies n noisy copies ``x + sigma N(0, I)`` (noise in canonical
-  [0, 1] space, before any normalization, not clipped, as in Cohen et al.) and
-  returns the vote counts. sigma = 0 is the plain model (one copy, no noise).
-  Noise is float32 (:mod:`probe.noise`: Box-Muller on raw 64-bit words, about
-  3x faster than ``standard_normal``), drawn chunk by chunk straight into the
-  batch buffer, so memory stays bounded for any n (n = 100,000 included). On
-  CUDA, noise, model and vote run in one ONNX Runtime session instead
-  (:mod:`probe.gpu_graph`).
 * :class:`Criterion` turns vote counts into "adversarial?" booleans.
-* :class:`Oracle` is what an attacker gets: booleans only, a hard query budget,
-  queries (attacker's calls, one per image) and inferences (model runs, n per
-  query) counted separately, and its own seeded noise stream.
+* :class:`Oracle` answers booleans only, within a hard query budget; it counts
+  queries (attacker's calls, one per image) and inferences (model runs, n per query)
+  separately and has its own seeded noise stream.
+* :func:`estimate_p_adv` measures a result with fresh evaluations no attacker pays for.
 
+The defended classifier itself is :class:`probe.smoothing.SmoothedClassifier`.
 Tie rule of the majority vote: the lowest class index wins (``numpy.argmax``).
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from probe.errors import ProbeError
-from probe.interrupt import checkpoint
-from probe.noise import NormalSampler
-from probe.runtime import Runtime
-from probe.smoothing import level_vote_count
-
-
-class BudgetExceeded(ProbeError):
-    """The oracle refused a query beyond its budget."""
+from probe.errors import BudgetExceeded, ProbeError
+from probe.smoothing.classifier import SmoothedClassifier
+from probe.smoothing.theory import level_vote_count
 
 
 def majority(votes: np.ndarray) -> np.ndarray:
@@ -70,143 +54,6 @@ class Criterion:
         need = level_vote_count(n, self.pa)
         hits = votes[:, self.label] if self.targeted else n - votes[:, self.label]
         return hits >= need
-
-
-class SmoothedClassifier:
-    """g_{sigma,n}: vote counts of n noisy copies per point (sigma = 0: the plain model).
-
-    Parameters
-    ----------
-    runtime : the model.
-    sigma : noise standard deviation in canonical [0, 1] space (0 = no smoothing).
-    n : noisy copies per query (forced to 1 when sigma = 0).
-    in_graph : draw the noise, run the model and count the votes in one ONNX Runtime
-        session (:mod:`probe.gpu_graph`), so that only points go in and vote counts come
-        out. Default: when the runtime's session really runs on CUDA. Its noise stream
-        differs from the NumPy one (same distribution, see :mod:`probe.gpu_graph`).
-
-    Noise (NumPy path): :class:`probe.noise.NormalSampler`, drawn from each request's own
-    generator row by row straight into the batch buffer, so a request's votes depend only
-    on its generator, never on the batch size or on the other requests of a call.
-    Instrumentation: ``noise_seconds`` (time spent drawing noise and adding the points).
-    """
-
-    def __init__(self, runtime: Runtime, sigma: float, n: int, in_graph: bool | None = None) -> None:
-        if not (sigma >= 0 and math.isfinite(sigma)):
-            raise ProbeError(f"sigma must be >= 0, got {sigma}")
-        if n < 1:
-            raise ProbeError(f"n must be >= 1, got {n}")
-        self.runtime = runtime
-        self.sigma = float(sigma)
-        self.n = 1 if sigma == 0 else int(n)
-        self._buffer: np.ndarray | None = None
-        self._sampler = NormalSampler()
-        self.noise_seconds = 0.0
-        self._auto = in_graph is None
-        if in_graph is None:
-            in_graph = runtime.on_cuda and not runtime.info.fixed_batch
-        self.in_graph = bool(in_graph) and self.sigma > 0
-        self._graph = None
-
-    @property
-    def num_classes(self) -> int:
-        return self.runtime.num_classes
-
-    def votes(
-        self, requests: Sequence[tuple[np.ndarray, np.random.Generator]], n: int | None = None
-    ) -> list[np.ndarray]:
-        """Vote counts for several batches of points, each with its own noise stream.
-
-        requests : [(points (k, C, H, W), rng), ...]; all rows of all requests go
-            through the model in full batches.
-        n : copies per point (default ``self.n``).
-        Returns one (k, num_classes) int64 array per request.
-        """
-        n = self.n if n is None else (1 if self.sigma == 0 else int(n))
-        if self.in_graph:
-            return self._graph_votes(requests, n)
-        sizes = [len(p) * n for p, _ in requests]
-        total = sum(sizes)
-        labels = np.empty(total, dtype=np.int64)
-        batch = self.runtime.batch_size
-        if self.sigma > 0:
-            buf = self._batch_buffer(min(batch, total))
-        pos = 0  # global row index
-        while pos < total:
-            if pos:
-                checkpoint()  # a deferred Ctrl-C stops a long call (CERTIFY's n rows) between batches
-            end = min(pos + batch, total)
-            if self.sigma == 0:
-                labels[pos:end] = self._plain_rows(requests, sizes, pos, end, n)
-            else:
-                self._fill_noisy(buf, requests, sizes, pos, end, n)
-                labels[pos:end] = self.runtime.labels(buf[: end - pos])
-            pos = end
-        out, start = [], 0
-        k_classes = self.num_classes
-        for (points, _), size in zip(requests, sizes):
-            k = len(points)
-            # row r of this request belongs to point r // n: offset its label into that point's bins
-            lab = labels[start : start + size] + np.repeat(np.arange(k, dtype=np.int64) * k_classes, n)
-            out.append(np.bincount(lab, minlength=k * k_classes).reshape(k, k_classes))
-            start += size
-        return out
-
-    def _batch_buffer(self, rows: int) -> np.ndarray:
-        shape = (rows, *self.runtime.input_shape)
-        if self._buffer is None or self._buffer.shape[0] < rows:
-            self._buffer = np.empty(shape, dtype=np.float32)
-        return self._buffer
-
-    def _plain_rows(self, requests, sizes, pos: int, end: int, n: int) -> np.ndarray:
-        # sigma = 0 means n = 1: rows are the points themselves
-        parts = [requests[i][0][lo:hi] for i, lo, hi in _segment_indices(sizes, pos, end)]
-        if len(parts) == 1:
-            return self.runtime.labels(parts[0])
-        buf = self._batch_buffer(end - pos)  # gather into the reused buffer (no fresh 38 MB array a call)
-        at = 0
-        for part in parts:
-            buf[at : at + len(part)] = part
-            at += len(part)
-        return self.runtime.labels(buf[:at])
-
-    def _fill_noisy(self, buf: np.ndarray, requests, sizes, pos: int, end: int, n: int) -> None:
-        start = time.perf_counter()
-        at = 0
-        d = int(np.prod(buf.shape[1:]))
-        flat = buf.reshape(len(buf), d)
-        for req_index, seg_start, seg_end in _segment_indices(sizes, pos, end):
-            points, rng = requests[req_index]
-            rows = seg_end - seg_start
-            first, last = seg_start // n, (seg_end - 1) // n
-            base = np.ascontiguousarray(points[first : last + 1], dtype=np.float32).reshape(-1, d)
-            index = np.arange(seg_start, seg_end) // n - first
-            self._sampler.fill(rng, flat[at : at + rows], self.sigma, base, index)
-            at += rows
-        self.noise_seconds += time.perf_counter() - start
-
-    def _graph_votes(self, requests, n: int) -> list[np.ndarray]:
-        if self._graph is None:
-            from probe.gpu_graph import GraphSmoother
-
-            try:
-                self._graph = GraphSmoother(self.runtime)
-            except ProbeError:
-                if not self._auto:
-                    raise
-                self.in_graph = False  # chosen automatically: fall back to the NumPy path
-                return self.votes(requests, n)
-        return self._graph.votes(requests, n, self.sigma)
-
-
-def _segment_indices(sizes: list[int], pos: int, end: int):
-    """(request index, first row, last row) of each request overlapping global rows [pos, end)."""
-    start = 0
-    for i, size in enumerate(sizes):
-        lo, hi = max(pos, start), min(end, start + size)
-        if lo < hi:
-            yield i, lo - start, hi - start
-        start += size
 
 
 class Oracle:

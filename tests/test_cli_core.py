@@ -125,7 +125,7 @@ def test_info_json(setup):
     [
         (["predict", "--model", "no_such_model_anywhere"], "unknown model"),
         (["predict", "--sigma", "-1"], "--sigma"),
-        (["certify", "--sigma", "0"], "--sigma > 0"),
+        (["certify", "--sigma", "0"], "--sigma must be in (0.0, inf)"),
         (["predict", "--images", "/nonexistent/dir/x.png"], "no such image"),
         (["predict", "--mean", "a,b,c"], "--mean"),
     ],

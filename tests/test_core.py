@@ -7,10 +7,11 @@ import pytest
 from scipy import stats
 
 from probe import smoothing
-from probe.certification import certify_images
+from probe.runs.certify import certify_images
 from probe.data import ImageSet
 from probe.errors import ProbeError
-from probe.oracle import BudgetExceeded, Criterion, Oracle, SmoothedClassifier, estimate_p_adv
+from probe.oracle import BudgetExceeded, Criterion, Oracle, estimate_p_adv
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 from tests.onnx_models import linear_weights, margin, save_linear
 

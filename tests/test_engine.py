@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from probe.engine import Engine, Job
-from probe.oracle import Criterion, Oracle, SmoothedClassifier
+from probe.oracle import Criterion, Oracle
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 from tests.onnx_models import linear_weights, save_linear
 

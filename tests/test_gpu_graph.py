@@ -1,4 +1,4 @@
-"""The in-graph smoothing session (probe.gpu_graph), run here with the CPU provider.
+"""The in-graph smoothing session (probe.smoothing.graph), run here with the CPU provider.
 
 On CUDA the smoothed oracle runs noise, model and vote in one session; these tests
 check that graph on CPU: its generator is squares32 bit for bit, its noise is
@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper
 from scipy import stats
 
-from probe.gpu_graph import KEYS, SIGMA, _Builder, add_squares32, noise_model, squares32_reference
-from probe.oracle import SmoothedClassifier
+from probe.smoothing.graph import KEYS, SIGMA, _Builder, add_squares32, noise_model, squares32_reference
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 from tests.onnx_models import linear_weights, margin, save_linear
 

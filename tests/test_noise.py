@@ -1,4 +1,4 @@
-"""The oracle's Gaussian sampler (probe.noise): distribution, independence, reproducibility."""
+"""The oracle's Gaussian sampler (probe.smoothing.noise): distribution, independence, reproducibility."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from probe.noise import TAIL, NormalSampler, normal, words_per_row
+from probe.smoothing.noise import TAIL, NormalSampler, normal, words_per_row
 
 
 def sample(seed: int, size: int, d: int = 3072) -> np.ndarray:
@@ -119,7 +119,8 @@ def test_engine_cuts_requests_without_changing_the_answers(tmp_path):
     """The engine cuts requests at point boundaries to fill batches; each job's noise
     stream is consumed in order, so its answers do not depend on the batch size."""
     from probe.engine import Engine, Job
-    from probe.oracle import Criterion, Oracle, SmoothedClassifier
+    from probe.oracle import Criterion, Oracle
+    from probe.smoothing import SmoothedClassifier
     from probe.runtime import Runtime
     from tests.onnx_models import linear_weights, save_linear
 

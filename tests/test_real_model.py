@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probe.audit import AttackConfig, attack_images, summarize
+from probe.runs.campaign import AttackConfig, attack_images
+from probe.runs.summary import summarize
 from probe.data import load_images
-from probe.models.zoo import default_images, resolve_model
-from probe.oracle import SmoothedClassifier
+from probe.zoo import default_images, resolve_model
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 
 

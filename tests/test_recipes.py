@@ -106,9 +106,9 @@ def test_recipe_rebuilds_shipped_model(name: str, tmp_path: Path) -> None:
         pytest.skip(f"source package {SOURCE_PACKAGES[name]} not installed")
     if name == "cifar10_cnn":
         pytest.importorskip("h5py")
-        from probe.models import cifar10_cnn as recipe
+        from probe.recipes import cifar10_cnn as recipe
     else:
-        from probe.models import efficientnet_lite0 as recipe
+        from probe.recipes import efficientnet_lite0 as recipe
 
     filename, folder, size, _, _ = CASES[name]
     rebuilt = recipe.export(None, tmp_path / filename)

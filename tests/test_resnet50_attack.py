@@ -14,7 +14,7 @@ from probe.cli import app
 
 def test_exported_resnet50_attacked_with_smoothing(tmp_path):
     torch = pytest.importorskip("torch")
-    from probe.models.resnet50 import build_resnet50
+    from probe.recipes.resnet50 import build_resnet50
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "resnet50.pth"

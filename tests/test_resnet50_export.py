@@ -15,8 +15,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from probe.errors import ProbeError  # noqa: E402
-from probe.models import export  # noqa: E402
-from probe.models.resnet50 import build_resnet50  # noqa: E402
+from probe.recipes import export  # noqa: E402
+from probe.recipes.resnet50 import build_resnet50  # noqa: E402
 from probe.spec import METADATA_KEY, InputSpec  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)

@@ -17,17 +17,10 @@ from typer.testing import CliRunner
 
 from probe.cli import app
 from probe.errors import ProbeError
-from probe.sweep import (
-    CONFIGS,
-    RESULTS,
-    SweepHooks,
-    load_sweep,
-    parse_sweep,
-    read_jsonl,
-    run_sweep,
-    strip_timing,
-    summarize_sweep,
-)
+from probe.runs.results import CONFIGS, RESULTS, read_jsonl, strip_timing
+from probe.runs.summary import summarize_sweep
+from probe.runs.sweep import SweepHooks, run_sweep
+from probe.runs.sweep_file import load_sweep, parse_sweep
 
 TINY = """
 name = "tiny"

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from probe.errors import ProbeError
-from probe.models import zoo
+from probe import zoo
 from probe.spec import METADATA_KEY, InputSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,10 +172,10 @@ def test_default_images(tmp_path, model_dir):
 def test_registry_imports_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import probe.models.zoo, probe.models.export\n"
+        "import probe.zoo, probe.recipes.export\n"
         "from probe.errors import ProbeError\n"
         "try:\n"
-        "    probe.models.export.export_resnet50('x.pth', 'torchvision', 'x.onnx')\n"
+        "    probe.recipes.export.export_resnet50('x.pth', 'torchvision', 'x.onnx')\n"
         "except ProbeError as exc:\n"
         "    print(exc)\n"
     )

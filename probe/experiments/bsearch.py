@@ -21,7 +21,8 @@ from probe.attacks.search import bisect, blend
 from probe.engine import Engine, Job
 from probe.errors import ProbeError
 from probe.experiments.common import plain_boundary, rng, smoothed_crossing, unit
-from probe.oracle import Criterion, Oracle, SmoothedClassifier, majority
+from probe.oracle import Criterion, Oracle, majority
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 
 

@@ -16,7 +16,7 @@ from scipy import stats
 
 from probe.attacks.base import distance
 from probe.errors import ProbeError
-from probe.oracle import SmoothedClassifier
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 
 
@@ -177,7 +177,7 @@ def pick_original(images, image: str | None) -> tuple[np.ndarray, str]:
 def pair_from_result(results: Path, index: int, images) -> Pair:
     """The original and adversarial images of record ``index`` of a results.jsonl (it needs ``adv_path``)."""
     from probe.data import load_image
-    from probe.report import read_results
+    from probe.runs.results import read_results
 
     if not results.is_file():
         raise ProbeError(f"no such results file: {results}")

@@ -114,6 +114,6 @@ def probability_profile(
 
 
 def _label_counts(runtime: Runtime, x0: np.ndarray, sigma: float, samples: int, stream) -> np.ndarray:
-    from probe.oracle import SmoothedClassifier
+    from probe.smoothing import SmoothedClassifier
 
     return SmoothedClassifier(runtime, sigma, samples).votes([(x0[None], stream)])[0][0]

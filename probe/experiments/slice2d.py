@@ -13,7 +13,8 @@ import numpy as np
 
 from probe.errors import ProbeError
 from probe.experiments.common import rng, unit
-from probe.oracle import SmoothedClassifier, majority
+from probe.oracle import majority
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 
 

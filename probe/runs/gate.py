@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from probe.errors import ProbeError
-from probe.sweep import load_results_dir, summarize_sweep
+from probe.runs.results import load_results_dir
+from probe.runs.summary import summarize_sweep
 
 BASELINE_VERSION = 1
 

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from probe.errors import ProbeError
-from probe.sweep import load_results_dir, summarize_sweep, versions
+from probe.runs.results import load_results_dir
+from probe.runs.summary import summarize_sweep
+from probe.runs.sweep import versions
 
 FIGURES = "figures"
 PAPER_RATIO = 30.0
@@ -58,7 +60,7 @@ def distortion_points(rows: list[dict]) -> list[dict]:
 
 def certification_runs(cert: list[dict]) -> dict[tuple[str, float], dict]:
     """Certification records grouped per (model, sigma), in the shape of `probe certify`'s runs."""
-    from probe.certification import DEFAULT_RADII, certified_accuracy
+    from probe.runs.certify import DEFAULT_RADII, certified_accuracy
 
     groups: dict[tuple[str, float], list[dict]] = {}
     for rec in cert:

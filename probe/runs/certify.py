@@ -13,7 +13,7 @@ import numpy as np
 
 from probe import smoothing
 from probe.data import ImageSet
-from probe.oracle import SmoothedClassifier
+from probe.smoothing import SmoothedClassifier
 
 STREAM_PREDICT, STREAM_SELECT, STREAM_ESTIMATE = 1, 2, 3
 DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)

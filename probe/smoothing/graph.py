@@ -26,7 +26,7 @@ passes BigCrush), written with uint64 Mul/Add/Div only (all have CUDA kernels;
 no bit operators needed: ``x >> 32 = x / 2**32``, ``x << 32 = x * 2**32`` and
 the halves are disjoint so ``|`` is ``+``). Word j of a row is
 ``lo = squares32(j, key)``, ``hi = squares32(h + j, key)`` (h = ceil(d / 2)),
-and the Box-Muller transform is the NumPy sampler's (:mod:`probe.noise`): same
+and the Box-Muller transform is the NumPy sampler's (:mod:`probe.smoothing.noise`): same
 distribution, same 6.77 sigma tail cut, different stream. Results are
 reproducible for a seed and independent of how the rows are split into calls;
 they differ from the CPU path's, which draws its bits with the request's own

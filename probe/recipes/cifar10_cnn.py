@@ -23,7 +23,7 @@ argmax is unchanged and logits are more useful to attacks.
 
 Usage::
 
-    python -m probe.models.cifar10_cnn [--h5 PATH] [--out PATH]
+    python -m probe.recipes.cifar10_cnn [--h5 PATH] [--out PATH]
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeError
-from probe.models.export import sha256_file
+from probe.recipes.export import sha256_file
 from probe.spec import METADATA_KEY, InputSpec
 
-RECIPE = "probe.models.cifar10_cnn"
+RECIPE = "probe.recipes.cifar10_cnn"
 VARIANT = "cifar10-cnn"
 SOURCE_PACKAGE = "cifar-10-model"
 SOURCE_VERSION = "7.4.0"

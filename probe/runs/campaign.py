@@ -21,12 +21,13 @@ from probe.attacks import make_attack
 from probe.attacks.base import distance
 from probe.data import ImageSet
 from probe.engine import Engine, Job
-from probe.oracle import Criterion, Oracle, SmoothedClassifier, estimate_p_adv, majority
+from probe.oracle import Criterion, Oracle, estimate_p_adv, majority
+from probe.smoothing import SmoothedClassifier
 
 STREAM_CLEAN, STREAM_ATTACK, STREAM_ORACLE, STREAM_PADV = 10, 11, 12, 13
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AttackConfig:
     """Settings shared by every job of a run."""
 
@@ -169,12 +170,23 @@ def attack_images(
     classifier: SmoothedClassifier,
     images: ImageSet,
     config: AttackConfig,
+    *,
     on_record: Callable[[dict, Job | None], None] | None = None,
     on_round: Callable[[list[Job]], None] | None = None,
+    clean: tuple[np.ndarray, np.ndarray] | None = None,
+    skip: Callable[[str, str], bool] | None = None,
 ) -> list[dict]:
-    """Run every attack on every image; ``on_record(record, job)`` is called as each finishes."""
-    clean, accuracy = clean_labels(classifier, images, config.seed, config.p_adv_samples)
-    jobs, skipped = build_jobs(classifier, images, clean, accuracy, config)
+    """Run every attack on every image; ``on_record(record, job)`` is called as each finishes.
+
+    clean : the (labels, accuracy) of :func:`clean_labels`, when already computed.
+    skip : ``skip(image_id, attack)`` is True for jobs already done (a resumed sweep).
+    """
+    if clean is None:
+        clean = clean_labels(classifier, images, config.seed, config.p_adv_samples)
+    jobs, skipped = build_jobs(classifier, images, clean[0], clean[1], config)
+    if skip is not None:
+        skipped = [r for r in skipped if not skip(r["image"], r["attack"])]
+        jobs = [j for j in jobs if not skip(images.ids[j.meta["index"]], j.meta["attack"])]
     records: list[dict] = []
     for rec in skipped:
         records.append(rec)
@@ -189,35 +201,3 @@ def attack_images(
 
     Engine(classifier).run(jobs, on_result=done, on_round=on_round)
     return records
-
-
-def defended_accuracy(records: list[dict]) -> float | None:
-    """Accuracy of the defended classifier g_{sigma,n} on the labelled originals
-    (per image, the fraction of fresh majority votes that give the true label)."""
-    seen = {r["image"]: r["clean_accuracy"] for r in records if r["clean_accuracy"] is not None}
-    if not seen:
-        return None
-    return float(np.mean(list(seen.values())))
-
-
-def summarize(records: list[dict]) -> dict[str, dict]:
-    """Per attack: success rate, mean/median L2 and Linf of successes, mean queries."""
-    accuracy = defended_accuracy(records)
-    out: dict[str, dict] = {}
-    for name in dict.fromkeys(r["attack"] for r in records):
-        rows = [r for r in records if r["attack"] == name and not r["skipped"]]
-        wins = [r for r in rows if r["success"]]
-        l2 = np.array([r["l2"] for r in wins], dtype=float)
-        linf = np.array([r["linf"] for r in wins], dtype=float)
-        out[name] = {
-            "attacked": len(rows),
-            "skipped": sum(1 for r in records if r["attack"] == name and r["skipped"]),
-            "success_rate": len(wins) / len(rows) if rows else None,
-            "mean_l2": float(l2.mean()) if len(l2) else None,
-            "median_l2": float(np.median(l2)) if len(l2) else None,
-            "mean_linf": float(linf.mean()) if len(linf) else None,
-            "median_linf": float(np.median(linf)) if len(linf) else None,
-            "mean_queries": float(np.mean([r["queries"] for r in rows])) if rows else None,
-            "defended_accuracy": accuracy,
-        }
-    return out

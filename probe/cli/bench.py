@@ -1,8 +1,4 @@
-"""``probe bench``: oracle overhead and engine batching figures for a model.
-
-Registered on :data:`probe.cli.app` by importing this module (done at the end of
-``probe/cli.py``).
-"""
+"""``probe bench``: oracle overhead and engine batching figures for a model."""
 
 from __future__ import annotations
 
@@ -12,37 +8,18 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from probe.cli import (
-    BatchOpt,
-    ChannelsOpt,
-    DeviceOpt,
-    JsonOpt,
-    LayoutOpt,
-    MeanOpt,
-    ModelOpt,
-    OutputOpt,
-    ScaleOpt,
-    SeedOpt,
-    SizeOpt,
-    StdOpt,
-    _check,
-    _emit_json,
-    app,
-    err,
-    open_images,
-    open_runtime,
-    out,
-)
+from probe.cli.options import ImageOptions, JsonOpt, ModelOptions, SeedOpt, model_options
+from probe.cli.output import emit_json, err, out
+from probe.validate import check_int, check_n, check_real, check_sigma
 
 
-@app.command()
+@model_options()
 def bench(
-    model: ModelOpt = None,
+    model_options: ModelOptions,
     n: Annotated[
-        Optional[list[int]], typer.Option("--n", help="Noisy samples per query (repeatable) [default: 10 and 100].")
+        Optional[list[int]], typer.Option("--n", help="Noisy samples per query (repeatable) (default: 10 and 100).")
     ] = None,
     sigma: Annotated[float, typer.Option("--sigma", help="Smoothing noise std (speed does not depend on it).")] = 0.25,
-    batch_size: BatchOpt = 64,
     threads: Annotated[int, typer.Option("--threads", help="Intra-op threads (0 = ONNX Runtime default).")] = 0,
     seconds: Annotated[float, typer.Option("--seconds", help="Measuring time per figure.")] = 10.0,
     batching: Annotated[
@@ -51,14 +28,6 @@ def bench(
     images: Annotated[int, typer.Option("--images", help="Images attacked at once for the batching figure.")] = 3,
     budget: Annotated[int, typer.Option("--budget", help="Queries per attack for the batching figure.")] = 60,
     seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    layout: LayoutOpt = None,
-    channels: ChannelsOpt = None,
-    scale: ScaleOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    size: SizeOpt = None,
-    output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Throughput of the smoothed oracle against the bare ONNX Runtime session, and engine batch fill.
@@ -69,15 +38,16 @@ def bench(
     the rest. Batching: the mean batch the model sees while HSJA, SurFree and RayS
     attack several sample images at once, over the configured batch size.
     """
-    from probe.bench import engine_batching, oracle_overhead
+    from probe.runs.bench import engine_batching, oracle_overhead
 
     ns = n or [10, 100]
     for value in ns:
-        _check(value >= 1, f"--n must be >= 1, got {value}")
-    _check(sigma > 0, f"--sigma must be > 0, got {sigma}")
-    _check(seconds > 0, f"--seconds must be > 0, got {seconds}")
-    _check(images >= 1 and budget >= 1, "--images and --budget must be >= 1")
-    runtime = open_runtime(model, batch_size, device, layout, channels, scale, mean, std, size, output)
+        check_n(value, name="--n")
+    check_sigma(sigma, positive=True, name="--sigma")
+    check_real("--seconds", seconds, 0.0, None, low_closed=False)
+    check_int("--images", images, 1)
+    check_int("--budget", budget, 1)
+    runtime = model_options.open()
     if threads:
         runtime = _with_threads(runtime, threads)
     data: dict = {"model": runtime.info.path, "providers": list(runtime.info.providers), "batch_size": runtime.batch_size}
@@ -93,12 +63,12 @@ def bench(
         except ImportError:
             err.print("[yellow]attacks not available: skipping the batching figure[/]")
         else:
-            loaded = open_images(runtime, model, None, None, images)
+            loaded = ImageOptions(limit=images).open(runtime, model_options.model)
             with err.status(f"engine batching: {len(loaded)} images x 3 attacks, budget {budget} ..."):
                 result = engine_batching(runtime, loaded.x, budget=budget, sigma=sigma, n=ns[0], seed=seed)
             data["batching"] = result.as_dict()
     if as_json:
-        _emit_json(data)
+        emit_json(data)
         return
     table = Table(title=f"oracle overhead: {Path(runtime.info.path).name} ({', '.join(data['providers'])})")
     for col in ("n", "bare inf/s", "oracle inf/s", "ratio", "noise", "model", "rest", "noise ns/value"):

@@ -209,7 +209,7 @@ def _extract(obj: Any, fmt: str, path: Path) -> dict:
 def _check_architecture(state: dict, path: Path) -> dict:
     """Compare names and shapes with the reference ResNet50; fill missing BN counters."""
     torch = _torch()
-    from probe.models.resnet50 import build_resnet50
+    from probe.recipes.resnet50 import build_resnet50
 
     with torch.device("meta"):
         reference = build_resnet50().state_dict()
@@ -258,7 +258,7 @@ def load_checkpoint(path: Path | str, fmt: str) -> dict:
 
 def load_resnet50(path: Path | str, fmt: str):
     """A ResNet50 (eval mode, float32) with the weights of the checkpoint."""
-    from probe.models.resnet50 import build_resnet50
+    from probe.recipes.resnet50 import build_resnet50
 
     model = build_resnet50()
     state = load_checkpoint(path, fmt)
@@ -360,7 +360,7 @@ def export_resnet50(
     torch = _torch()
     import onnx
 
-    from probe.models.resnet50 import IMAGENET_MEAN, IMAGENET_STD, Normalized
+    from probe.recipes.resnet50 import IMAGENET_MEAN, IMAGENET_STD, Normalized
 
     if fmt not in FORMATS:
         raise ProbeError(f"unknown checkpoint format {fmt!r}; choose one of: {', '.join(FORMATS)}")

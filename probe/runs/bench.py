@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.oracle import SmoothedClassifier
+from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
 
 
@@ -361,8 +361,8 @@ def random_resnet50(path: str | Path) -> Path:
 
     import torch
 
-    from probe.models.export import export_resnet50
-    from probe.models.resnet50 import build_resnet50
+    from probe.recipes.export import export_resnet50
+    from probe.recipes.resnet50 import build_resnet50
 
     torch.manual_seed(0)
     model = build_resnet50()

@@ -1,0 +1,225 @@
+"""``probe info``, ``predict``, ``accuracy`` and ``certify``: the model and its smoothed version."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from probe.cli.options import (
+    ImageOptions,
+    JsonOpt,
+    ModelOptions,
+    NOpt,
+    SeedOpt,
+    SigmaOpt,
+    image_options,
+    model_options,
+    parse_numbers,
+    require,
+)
+from probe.cli.output import emit_json, err, fmt, out, progress_bar
+from probe.validate import check_alpha, check_n, check_sigma
+
+AlphaOpt = Annotated[float, typer.Option("--alpha", help="Abstain level of PREDICT.")]
+
+
+@model_options()
+def info(
+    model_options: ModelOptions,
+    seconds: Annotated[float, typer.Option("--seconds", help="Time spent measuring throughput.")] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Input spec, providers in use, classes and a quick throughput figure of a model."""
+    runtime = model_options.open()
+    data = runtime.describe()
+    data["metadata"] = {k: v for k, v in runtime.info.metadata.items() if k != "probe.input_spec"}
+    if seconds > 0:
+        x = np.random.default_rng(0).random((runtime.batch_size, *runtime.input_shape), dtype=np.float32)
+        runtime.labels(x)  # warm-up
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            runtime.labels(x)
+            count += len(x)
+        data["images_per_second"] = round(count / (time.perf_counter() - start), 1)
+    if as_json:
+        emit_json(data)
+        return
+    table = Table(title=f"model {Path(runtime.info.path).name}", show_header=False)
+    for key, value in data.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    out.print(table)
+
+
+@model_options()
+@image_options()
+def predict(
+    model_options: ModelOptions,
+    image_options: ImageOptions,
+    sigma: SigmaOpt = 0.05,
+    n: NOpt = 100,
+    alpha: AlphaOpt = 0.001,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plain and smoothed labels per image (majority vote, and PREDICT with abstain)."""
+    from probe.runs.certify import predict_images
+    from probe.smoothing import SmoothedClassifier
+
+    check_sigma(sigma, name="--sigma")
+    check_n(n, name="--n")
+    check_alpha(alpha, name="--alpha")
+    runtime = model_options.open()
+    data = image_options.open(runtime, model_options.model)
+    classifier = SmoothedClassifier(runtime, sigma, n)
+    with progress_bar("predict", len(data)) as advance:
+        records = predict_images(classifier, data, alpha, seed, advance)
+    if as_json:
+        emit_json({"sigma": sigma, "n": classifier.n, "alpha": alpha, "images": records})
+        return
+    table = Table(title=f"predictions (sigma={sigma}, n={classifier.n})")
+    for col in ("image", "label", "plain", "vote", "votes", "PREDICT"):
+        table.add_column(col)
+    for r in records:
+        name = runtime.class_name
+        table.add_row(
+            r["image"],
+            "-" if r["label"] is None else f"{r['label']} {name(r['label'])}",
+            f"{r['plain']} {name(r['plain'])}",
+            f"{r['vote']} {name(r['vote'])}",
+            f"{r['top_votes']}/{classifier.n}",
+            "abstain" if r["predict"] < 0 else str(r["predict"]),
+        )
+    out.print(table)
+
+
+@model_options()
+@image_options()
+def accuracy(
+    model_options: ModelOptions,
+    image_options: ImageOptions,
+    sigma: SigmaOpt = 0.05,
+    n: NOpt = 100,
+    alpha: AlphaOpt = 0.001,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Clean accuracy of the plain model and of the smoothed one (majority vote and PREDICT)."""
+    from probe.runs.certify import predict_images
+    from probe.smoothing import SmoothedClassifier
+
+    check_sigma(sigma, name="--sigma")
+    check_n(n, name="--n")
+    runtime = model_options.open()
+    data = image_options.open(runtime, model_options.model)
+    require(data.has_labels, "accuracy needs labels for every image (labels.csv, --labels or ImageNet val names)")
+    classifier = SmoothedClassifier(runtime, sigma, n)
+    with progress_bar("accuracy", len(data)) as advance:
+        records = predict_images(classifier, data, alpha, seed, advance)
+    total = len(records)
+    result = {
+        "images": total,
+        "sigma": sigma,
+        "n": classifier.n,
+        "plain": sum(r["plain"] == r["label"] for r in records) / total,
+        "smoothed_vote": sum(r["vote"] == r["label"] for r in records) / total,
+        "smoothed_predict": sum(r["predict"] == r["label"] for r in records) / total,
+        "abstain": sum(r["predict"] < 0 for r in records) / total,
+    }
+    if as_json:
+        emit_json(result)
+        return
+    table = Table(title=f"clean accuracy on {total} images")
+    table.add_column("classifier")
+    table.add_column("accuracy")
+    table.add_row("plain model", f"{result['plain']:.3f}")
+    table.add_row(f"smoothed, majority vote (sigma={sigma}, n={classifier.n})", f"{result['smoothed_vote']:.3f}")
+    table.add_row(f"smoothed, PREDICT alpha={alpha} (abstain {result['abstain']:.2f})", f"{result['smoothed_predict']:.3f}")
+    out.print(table)
+
+
+
+@model_options()
+@image_options()
+def certify(
+    model_options: ModelOptions,
+    image_options: ImageOptions,
+    sigma: Annotated[
+        list[float], typer.Option("--sigma", help="Noise std in [0,1] space; repeat for several curves.")
+    ] = [0.25],
+    n: NOpt = 1000,
+    n0: Annotated[int, typer.Option("--n0", help="Samples that select the class.")] = 100,
+    alpha: Annotated[float, typer.Option("--alpha", help="Failure probability of the certificate.")] = 0.001,
+    radii: Annotated[
+        str, typer.Option("--radii", help="Radii of the certified-accuracy table.")
+    ] = "0,0.25,0.5,0.75,1.0,1.5,2.0",
+    plot: Annotated[
+        Optional[Path], typer.Option("--plot", help="Write the certified-accuracy curves (Fig. 4) to this PNG.")
+    ] = None,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cohen et al.'s CERTIFY per image, then certified accuracy at several radii (per sigma)."""
+    from probe.runs.certify import certified_accuracy, certify_images
+    from probe.smoothing import SmoothedClassifier
+
+    for s_ in sigma:
+        check_sigma(s_, positive=True, name="--sigma")
+    check_n(n, name="--n")
+    check_n(n0, name="--n0")
+    check_alpha(alpha, name="--alpha")
+    radius_list = parse_numbers(radii, "--radii")
+    runtime = model_options.open()
+    data = image_options.open(runtime, model_options.model)
+    runs = []
+    for s_ in sigma:
+        classifier = SmoothedClassifier(runtime, s_, n)
+        with progress_bar(f"certify sigma={s_:g}", len(data)) as advance:
+            records = certify_images(classifier, data, n0, n, alpha, seed, advance)
+        curve = certified_accuracy(records, radius_list)
+        runs.append(
+            {
+                "sigma": s_,
+                "n": n,
+                "n0": n0,
+                "alpha": alpha,
+                "images": records,
+                "certified_accuracy": {f"{k:g}": v for k, v in curve.items()},
+            }
+        )
+    if plot is not None:
+        from probe.experiments.plots import plot_certified_accuracy
+
+        plot_certified_accuracy(runs, plot)
+    if as_json:
+        emit_json({"model": runtime.info.path, "runs": runs})
+        return
+    for run in runs:
+        table = Table(title=f"certification (sigma={run['sigma']}, n0={n0}, n={n}, alpha={alpha})")
+        for col in ("image", "label", "class", "pA lower", "radius", "correct"):
+            table.add_column(col)
+        for r in run["images"]:
+            table.add_row(
+                r["image"],
+                fmt(r["label"]),
+                "abstain" if r["abstain"] else f"{r['predicted']} {runtime.class_name(r['predicted'])}",
+                fmt(r["pa_lower"], 4),
+                fmt(r["radius"], 3),
+                fmt(r["correct"]),
+            )
+        out.print(table)
+    if runs[0]["certified_accuracy"]:
+        acc = Table(title="certified accuracy")
+        acc.add_column("radius")
+        for run in runs:
+            acc.add_column(f"sigma={run['sigma']:g}")
+        for radius in runs[0]["certified_accuracy"]:
+            acc.add_row(radius, *(f"{run['certified_accuracy'][radius]:.2f}" for run in runs))
+        out.print(acc)
+    if plot is not None:
+        err.print(f"wrote {plot}")

@@ -1,0 +1,224 @@
+"""Options shared by the commands, declared once.
+
+* :func:`model_options` adds the model-opening group (``--model``, ``--device``,
+  ``--batch-size`` and the third-party input convention ``--layout --channels --scale
+  --mean --std --size --output``) to a command and hands it one :class:`ModelOptions`;
+  every command that opens a model uses it, so they all take the same flags.
+* :func:`image_options` adds ``--images --labels --limit`` likewise (:class:`ImageOptions`).
+* The ``Annotated`` aliases below are the other options that several commands share.
+
+Validation goes through :mod:`probe.validate`: a bad value is a ProbeError, which the
+entry point prints as one ``error:`` line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from probe.errors import ProbeError
+
+MODEL_PANEL = "Model (third-party input convention)"
+IMAGE_PANEL = "Images"
+
+SigmaOpt = Annotated[float, typer.Option("--sigma", help="Smoothing noise std in [0,1] pixel space (0 = none).")]
+NOpt = Annotated[int, typer.Option("--n", help="Noisy samples per smoothed query (majority vote).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random stream.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout, nothing else there.")]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """The model-opening flags of a command, as given."""
+
+    model: Optional[str] = None
+    device: str = "auto"
+    batch_size: int = 64
+    layout: Optional[str] = None
+    channels: Optional[str] = None
+    scale: Optional[float] = None
+    mean: Optional[str] = None
+    std: Optional[str] = None
+    size: Optional[str] = None
+    output: Optional[str] = None
+
+    def replace(self, **changes: Any) -> "ModelOptions":
+        return ModelOptions(**{**self.__dict__, **changes})
+
+    def open(self):
+        """The :class:`probe.runtime.Runtime` these flags describe."""
+        from probe.runtime import Runtime
+        from probe.zoo import DEFAULT_MODEL, resolve_model
+
+        overrides = {
+            "layout": self.layout.upper() if self.layout else None,
+            "channels": self.channels.upper() if self.channels else None,
+            "scale": self.scale,
+            "mean": parse_floats(self.mean, "mean"),
+            "std": parse_floats(self.std, "std"),
+            "size": parse_size(self.size),
+        }
+        path = resolve_model(self.model or DEFAULT_MODEL)
+        return Runtime(path, output=self.output, batch_size=self.batch_size, device=self.device, overrides=overrides)
+
+
+_MODEL_PARAMS: dict[str, tuple[Any, Any]] = {
+    "model": (
+        Annotated[Optional[str], typer.Option("--model", "-m", help="ONNX file or built-in name (default: efficientnet-lite0).", rich_help_panel=MODEL_PANEL)],
+        None,
+    ),
+    "device": (Annotated[str, typer.Option("--device", help="auto (CUDA when it works), cpu or cuda.", rich_help_panel=MODEL_PANEL)], "auto"),
+    "batch_size": (Annotated[int, typer.Option("--batch-size", help="Images per model call.", rich_help_panel=MODEL_PANEL)], 64),
+    "layout": (Annotated[Optional[str], typer.Option("--layout", help="Input layout: NCHW or NHWC.", rich_help_panel=MODEL_PANEL)], None),
+    "channels": (Annotated[Optional[str], typer.Option("--channels", help="Channel order: RGB or BGR.", rich_help_panel=MODEL_PANEL)], None),
+    "scale": (Annotated[Optional[float], typer.Option("--scale", help="Input scale: 1 for [0,1], 255 for [0,255].", rich_help_panel=MODEL_PANEL)], None),
+    "mean": (Annotated[Optional[str], typer.Option("--mean", help="Per-channel mean on that scale, e.g. 0.485,0.456,0.406.", rich_help_panel=MODEL_PANEL)], None),
+    "std": (Annotated[Optional[str], typer.Option("--std", help="Per-channel std on that scale.", rich_help_panel=MODEL_PANEL)], None),
+    "size": (Annotated[Optional[str], typer.Option("--size", help="Input size HxW for models with dynamic size, e.g. 224x224.", rich_help_panel=MODEL_PANEL)], None),
+    "output": (Annotated[Optional[str], typer.Option("--output", help="Name of the logits output when there are several.", rich_help_panel=MODEL_PANEL)], None),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageOptions:
+    """The image-selecting flags of a command, as given."""
+
+    images: Optional[list[str]] = None
+    labels: Optional[Path] = None
+    limit: Optional[int] = None
+
+    def open(self, runtime, model: str | None):
+        """The :class:`probe.data.ImageSet` (the model's bundled samples by default)."""
+        from probe.data import load_images
+        from probe.zoo import DEFAULT_MODEL, default_images
+
+        from probe.cli.output import err, escape
+
+        images = self.images
+        if not images:
+            folder = default_images(model or DEFAULT_MODEL)
+            if folder is None:
+                raise ProbeError("this model has no bundled sample images: give some with --images")
+            images = [str(folder)]
+        loaded = load_images(images, runtime.spec.size, str(self.labels) if self.labels else None, self.limit)
+        for path, why in loaded.skipped:
+            err.print(f"[yellow]skipped unreadable image[/] {escape(path)}: {escape(why)}")
+        return loaded
+
+
+_IMAGE_PARAMS: dict[str, tuple[Any, Any]] = {
+    "images": (
+        Annotated[Optional[list[str]], typer.Option("--images", "-i", help="Image files, folders or globs (repeatable) (default: the model's samples).", rich_help_panel=IMAGE_PANEL)],
+        None,
+    ),
+    "labels": (Annotated[Optional[Path], typer.Option("--labels", help="CSV of file,label rows.", rich_help_panel=IMAGE_PANEL)], None),
+    "limit": (Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.", rich_help_panel=IMAGE_PANEL)], None),
+}
+
+
+def _group(target: str, cls: type, params: dict[str, tuple[Any, Any]], defaults: dict[str, Any]) -> Callable:
+    """A decorator adding ``params`` to a command's signature, collected into one ``cls`` argument."""
+    unknown = set(defaults) - set(params)
+    if unknown:
+        raise TypeError(f"no such option in the group: {sorted(unknown)}")
+
+    def decorate(func: Callable) -> Callable:
+        signature = inspect.signature(func)
+        hints = typing.get_type_hints(func, include_extras=True)  # resolved: no string annotations left
+        kept = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values() if p.name != target]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=defaults.get(name, default))
+            for name, (annotation, default) in params.items()
+        ]
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            group = cls(**{name: kwargs.pop(name) for name in params})
+            return func(**kwargs, **{target: group})
+
+        command.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
+        command.__annotations__ = {
+            **{k: v for k, v in hints.items() if k != target},
+            **{name: annotation for name, (annotation, _) in params.items()},
+        }
+        del command.__wrapped__  # Typer must read the new signature, not the wrapped one
+        return command
+
+    return decorate
+
+
+def model_options(**defaults: Any) -> Callable:
+    """Add the model options to a command; it receives them as ``model_options: ModelOptions``."""
+    return _group("model_options", ModelOptions, _MODEL_PARAMS, defaults)
+
+
+def image_options(**defaults: Any) -> Callable:
+    """Add the image options to a command; it receives them as ``image_options: ImageOptions``."""
+    return _group("image_options", ImageOptions, _IMAGE_PARAMS, defaults)
+
+
+def parse_floats(text: str | None, name: str) -> tuple[float, ...] | None:
+    """``--mean``/``--std``: 1 or 3 comma-separated numbers (one is repeated)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ProbeError(f"--{name} expects comma-separated numbers, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise ProbeError(f"--{name} needs 1 or 3 values, got {len(values)}")
+    return values
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``--size``: HxW (or one number for a square input)."""
+    if text is None:
+        return None
+    parts = text.lower().replace(",", "x").replace(" ", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts if p)
+    except ValueError:
+        raise ProbeError(f"--size expects HxW, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise ProbeError(f"--size expects HxW, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_numbers(text: str, name: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers (e.g. ``--radii``)."""
+    try:
+        return tuple(float(r) for r in text.split(","))
+    except ValueError:
+        raise ProbeError(f"{name} expects comma-separated numbers, got {text!r}") from None
+
+
+def require(condition: bool, message: str) -> None:
+    """A cross-option rule of a command (e.g. ``--save-images needs --out``)."""
+    if not condition:
+        raise ProbeError(message)
+
+
+__all__ = [
+    "ImageOptions",
+    "JsonOpt",
+    "ModelOptions",
+    "NOpt",
+    "SeedOpt",
+    "SigmaOpt",
+    "image_options",
+    "model_options",
+    "parse_floats",
+    "parse_numbers",
+    "parse_size",
+    "require",
+]

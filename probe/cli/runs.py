@@ -1,0 +1,167 @@
+"""``probe sweep``, ``report`` and ``check``: grids of runs, their report, and the CI gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from probe.cli.options import JsonOpt, require
+from probe.cli.output import emit_json, err, escape, fmt, out
+from probe.interrupt import stop_at_checkpoints
+
+
+def sweep(
+    config: Annotated[Path, typer.Argument(help="The sweep's TOML file.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder of results.jsonl, configs.jsonl, sweep.json.")],
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run (or resume) a grid of configurations x attacks x images; finished jobs are skipped."""
+    from probe.runs.results import RESULTS, load_results_dir
+    from probe.runs.summary import summarize_sweep
+    from probe.runs.sweep import SweepHooks, run_sweep
+    from probe.runs.sweep_file import load_sweep
+
+    plan = load_sweep(config)
+    err.print(f"sweep {plan.name}: {len(plan.configs)} configurations -> {out_dir / RESULTS}")
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("success {task.fields[wins]}"),
+        TextColumn("median L2 {task.fields[l2]}"),
+        TimeElapsedColumn(),
+    )
+    interrupted = False
+    with Progress(*columns, console=err, disable=quiet) as bar:
+        state: dict = {}
+
+        def start(cfg, position, total, todo, done) -> None:
+            state["l2"] = []
+            state["wins"] = 0
+            state["task"] = bar.add_task(f"[{position}/{total}] {cfg.label}", total=todo + done, completed=done,
+                                         wins="-", l2="-")
+
+        def record(rec: dict) -> None:
+            import numpy as np
+
+            if rec["success"]:
+                state["wins"] += 1
+                state["l2"].append(rec["l2"])
+            bar.update(state["task"], advance=1, wins=str(state["wins"]),
+                       l2=f"{np.median(state['l2']):.3f}" if state["l2"] else "-")
+
+        hooks = SweepHooks(start=start, record=record, message=lambda m: err.print(escape(m)))
+        try:
+            with stop_at_checkpoints():  # Ctrl-C stops between engine rounds, a second one at once
+                outcome = run_sweep(plan, out_dir, hooks)
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        err.print(f"[yellow]interrupted:[/] finished jobs are in {out_dir / RESULTS}; run the same command to resume")
+        raise typer.Exit(130)
+    records, configs, _, _ = load_results_dir(out_dir)
+    rows = summarize_sweep(records, configs)
+    err.print(f"{outcome.written} new results, {outcome.skipped_jobs} jobs already done, {outcome.seconds:.1f} s")
+    if as_json:
+        emit_json({"out": str(out_dir), "written": outcome.written, "skipped": outcome.skipped_jobs, "rows": rows})
+        return
+    _print_rows(rows, f"sweep {plan.name}")
+
+
+def _setting(row: dict) -> str:
+    """A short name of a configuration for narrow tables."""
+    if row["sigma"] == 0:
+        return "no RS"
+    return f"s={row['sigma']:g} n={row['n']} Pa={row['pa']:g}"
+
+
+def _print_rows(rows: list[dict], title: str) -> None:
+    models = {Path(str(r.get("model") or "-")).stem for r in rows}
+    budgets = {r["budget"] for r in rows}
+    several = len(models) > 1 or len(budgets) > 1
+    if not several:
+        title += f" ({models.pop()}, {budgets.pop()} queries)"
+    table = Table(title=title)
+    for col in ("setting", "attack", "success", "mean L2", "median L2", "median Linf", "queries", "acc."):
+        table.add_column(col, justify="right")
+    for r in rows:
+        rate = r["success_rate"]
+        name = _setting(r) + (f" {Path(str(r.get('model'))).stem} b={r['budget']}" if several else "")
+        table.add_row(name, r["attack"], "-" if rate is None else f"{rate:.0%}", fmt(r["mean_l2"]),
+                      fmt(r["median_l2"]), fmt(r["median_linf"], 4), fmt(r["mean_queries"], 0),
+                      fmt(r["defended_accuracy"], 2))
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- report and check
+
+
+def report(
+    folder: Annotated[Path, typer.Argument(help="A sweep's (or `probe attack --out`) results folder.")],
+    title: Annotated[Optional[str], typer.Option("--title", help="Title of the report.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write report.md and a self-contained report.html (Fig. 5, tables, certified vs practical, versions)."""
+    from probe.runs.report import build_report
+
+    paths = build_report(folder, title)
+    if as_json:
+        emit_json({k: str(v) for k, v in paths.items()})
+        return
+    err.print(f"wrote {paths['markdown']} and {paths['html']}")
+
+
+def check(
+    folder: Annotated[Path, typer.Argument(help="A sweep's results folder.")],
+    min_success_l2: Annotated[
+        Optional[float], typer.Option("--min-success-l2", help="Fail when an attack's median L2 of successes is below.")
+    ] = None,
+    min_accuracy: Annotated[
+        Optional[float], typer.Option("--min-accuracy", help="Fail when the defended clean accuracy is below.")
+    ] = None,
+    baseline: Annotated[
+        Optional[Path], typer.Option("--baseline", help="A baseline JSON (from --write-baseline) to compare with.")
+    ] = None,
+    max_drop: Annotated[
+        str, typer.Option("--max-drop", help="Allowed drop below the baseline: a fraction or a percentage.")
+    ] = "10%",
+    write_baseline_to: Annotated[
+        Optional[Path], typer.Option("--write-baseline", help="Store the current results as a baseline JSON and exit.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The CI gate: exit 1 with a table of what regressed, 0 when every check passes (2 on bad input)."""
+    from probe.runs.gate import checks_json, parse_fraction, run_checks, write_baseline
+
+    if write_baseline_to is not None:
+        doc = write_baseline(folder, write_baseline_to)
+        err.print(f"wrote baseline {write_baseline_to} ({len(doc['entries'])} entries)")
+        if min_success_l2 is None and min_accuracy is None and baseline is None:
+            if as_json:
+                emit_json(doc)
+            return
+    drop = parse_fraction(max_drop)
+    require(min_success_l2 is None or min_success_l2 >= 0, "--min-success-l2 must be >= 0")
+    require(min_accuracy is None or 0 <= min_accuracy <= 1, "--min-accuracy must be in [0, 1]")
+    checks, _ = run_checks(folder, min_success_l2, min_accuracy, baseline, drop)
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        emit_json(checks_json(checks))
+    else:
+        shown = failed or checks
+        table = Table(title=f"{len(failed)} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks passed")
+        for col in ("configuration", "attack", "metric", "value", "required", "result", "note"):
+            table.add_column(col)
+        for c in shown:
+            table.add_row(c.label.replace("sigma=", "s=").replace("budget=", "b="), c.attack or "-", c.metric,
+                          fmt(c.value, 4),
+                          "-" if c.threshold is None else f">= {c.threshold:.4g}",
+                          "[green]ok[/]" if c.ok else "[bold red]REGRESSED[/]", c.note)
+        out.print(table)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,177 @@
+"""The one results store: file names, writing records as they arrive, reading them back.
+
+A results folder (of ``probe attack --out`` or ``probe sweep``) holds ``results.jsonl``
+(one record per image and attack, appended and flushed as each finishes),
+``summary.json`` (``probe attack``), ``configs.jsonl``, ``certify.jsonl`` and
+``sweep.json`` (sweeps), and optionally ``images/`` (adversarial PNGs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from probe.errors import ProbeError
+
+RESULTS, CONFIGS, CERTIFY, SWEEP = "results.jsonl", "configs.jsonl", "certify.jsonl", "sweep.json"
+TIMING_FIELDS = ("seconds",)
+
+
+def json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def prepare_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProbeError(f"cannot create output folder {path}: {exc.strerror}") from None
+    return path
+
+
+class ResultsWriter:
+    """Appends one JSON line per result and flushes it at once (nothing lost on Ctrl-C).
+
+    A torn last line left by an interrupted run is cut first, so appends stay line-aligned.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        repair_tail(path)
+        self._handle = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self._handle.write(json.dumps(record, default=json_default) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "ResultsWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_results(path: Path) -> list[dict]:
+    """Records of a results.jsonl (a torn last line from an interrupted run is ignored)."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, default=json_default) + "\n", encoding="utf-8")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Canonical (3, H, W) [0, 1] -> (H, W, 3) uint8."""
+    return (np.clip(x, 0.0, 1.0).transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_adversarial(folder: Path, stem: str, x0: np.ndarray, x_adv: np.ndarray, amplify: float | None = None) -> Path:
+    """Save the adversarial PNG and a side-by-side original | adversarial | amplified difference.
+
+    The difference is shown as 0.5 + amplify * (x_adv - x0), amplify chosen so the
+    largest change spans half the range unless given. Returns the adversarial PNG path.
+    (The PNG is 8-bit: re-reading it rounds each pixel by at most 1/510.)
+    """
+    diff = x_adv - x0
+    peak = float(np.max(np.abs(diff))) or 1.0
+    amplify = amplify or 0.5 / peak
+    panel = np.concatenate([to_uint8(x0), to_uint8(x_adv), to_uint8(0.5 + amplify * diff)], axis=1)
+    adv_path = folder / f"{stem}_adv.png"
+    Image.fromarray(to_uint8(x_adv)).save(adv_path)
+    Image.fromarray(panel).save(folder / f"{stem}_compare.png")
+    return adv_path
+
+
+def save_record_image(folder: Path, record: dict, x0: np.ndarray, x_adv: np.ndarray) -> Path:
+    """Save a record's adversarial PNGs in ``folder`` (created), named after its image and attack."""
+    prepare_dir(folder)
+    return save_adversarial(folder, f"{Path(record['image']).stem}_{record['attack']}", x0, x_adv)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON Lines file; missing file -> []; unreadable (torn) lines are skipped."""
+    if not path.is_file():
+        return []
+    return read_results(path)
+
+
+def repair_tail(path: Path) -> None:
+    """Drop a torn last line (no newline: an interrupted write) so that appends stay line-aligned."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        data = path.read_bytes()
+        handle.truncate(data.rfind(b"\n") + 1)
+
+
+def config_id(identity: dict[str, Any]) -> str:
+    """A short stable id of a configuration's parameters."""
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return "c" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def job_key(record: dict) -> tuple[str, str, str]:
+    return (record.get("config", ""), record["image"], record["attack"])
+
+
+def load_results_dir(folder: Path) -> tuple[list[dict], dict[str, dict], list[dict], dict]:
+    """(results, configs by id, certification records, sweep.json) of a sweep or attack folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ProbeError(f"no such results folder: {folder}")
+    path = folder / RESULTS
+    if not path.is_file():
+        raise ProbeError(f"{folder} holds no {RESULTS}: run `probe sweep CONFIG --out {folder}` first")
+    records = read_jsonl(path)
+    if not records:
+        raise ProbeError(f"{path} holds no results")
+    configs = {r["config"]: r for r in read_jsonl(folder / CONFIGS)}
+    status = {}
+    if (folder / SWEEP).is_file():
+        try:
+            status = json.loads((folder / SWEEP).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            status = {}
+    return records, configs, read_jsonl(folder / CERTIFY), status
+
+
+def record_config(record: dict) -> str:
+    """The configuration id of a record (records of `probe attack` get one from their parameters)."""
+    if record.get("config"):
+        return record["config"]
+    return config_id({k: record.get(k) for k in ("model", "sigma", "n", "pa", "budget", "norm", "seed")})
+
+
+def strip_timing(record: dict) -> dict:
+    """A record without its timing fields (to compare runs)."""
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}

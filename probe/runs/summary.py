@@ -1,0 +1,75 @@
+"""Summaries of result records: per attack and per configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from probe.runs.results import record_config
+
+
+def defended_accuracy(records: list[dict]) -> float | None:
+    """Accuracy of the defended classifier g_{sigma,n} on the labelled originals
+    (per image, the fraction of fresh majority votes that give the true label)."""
+    seen = {r["image"]: r["clean_accuracy"] for r in records if r["clean_accuracy"] is not None}
+    if not seen:
+        return None
+    return float(np.mean(list(seen.values())))
+
+
+def summarize(records: list[dict]) -> dict[str, dict]:
+    """Per attack: success rate, mean/median L2 and Linf of successes, mean queries."""
+    accuracy = defended_accuracy(records)
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r["attack"] for r in records):
+        rows = [r for r in records if r["attack"] == name and not r["skipped"]]
+        wins = [r for r in rows if r["success"]]
+        l2 = np.array([r["l2"] for r in wins], dtype=float)
+        linf = np.array([r["linf"] for r in wins], dtype=float)
+        out[name] = {
+            "attacked": len(rows),
+            "skipped": sum(1 for r in records if r["attack"] == name and r["skipped"]),
+            "success_rate": len(wins) / len(rows) if rows else None,
+            "mean_l2": float(l2.mean()) if len(l2) else None,
+            "median_l2": float(np.median(l2)) if len(l2) else None,
+            "mean_linf": float(linf.mean()) if len(linf) else None,
+            "median_linf": float(np.median(linf)) if len(linf) else None,
+            "mean_queries": float(np.mean([r["queries"] for r in rows])) if rows else None,
+            "defended_accuracy": accuracy,
+        }
+    return out
+
+
+def summarize_sweep(records: list[dict], configs: dict[str, dict] | None = None) -> list[dict]:
+    """One row per (configuration, attack): success rate, L2/Linf of successes, queries, accuracy."""
+    configs = configs or {}
+    groups: dict[str, list[dict]] = {}
+    for rec in records:
+        groups.setdefault(record_config(rec), []).append(rec)
+    rows = []
+    for cid, recs in groups.items():
+        meta = configs.get(cid, {})
+        first = recs[0]
+        accuracy = meta.get("clean_accuracy", defended_accuracy(recs))
+        sigma = first["sigma"]
+        label = meta.get("label") or (
+            f"{first.get('model') or ''} " + ("no RS" if sigma == 0 else f"sigma={sigma:g} n={first['n']} P_a={first['pa']:g}")
+            + f" budget={first['budget']}"
+        ).strip()
+        for attack, row in summarize(recs).items():
+            rows.append(
+                {
+                    "config": cid,
+                    "label": label,
+                    "model": first.get("model"),
+                    "sigma": sigma,
+                    "n": first["n"],
+                    "pa": first["pa"],
+                    "budget": first["budget"],
+                    "attack": attack,
+                    **{k: v for k, v in row.items() if k != "defended_accuracy"},
+                    "successes": sum(1 for r in recs if r["attack"] == attack and r["success"]),
+                    "defended_accuracy": accuracy,
+                    "plain_accuracy": meta.get("plain_accuracy"),
+                }
+            )
+    return rows

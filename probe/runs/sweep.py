@@ -1,0 +1,255 @@
+"""Running a sweep, resumable: every configuration's jobs through one engine.
+
+Output folder (see :mod:`probe.runs.results` for the files):
+
+
+* ``results.jsonl``: one record per (configuration, image, attack), appended and
+  flushed as each job finishes; each record carries ``config`` (an id hashed from
+  the configuration's parameters) and ``model``. Re-running resumes: finished
+  jobs are skipped, a torn last line is dropped.
+* ``configs.jsonl``: per configuration, its parameters and the clean accuracy of
+  the defended classifier g_{sigma,n} (per image, the fraction of ``p_adv_samples``
+  fresh majority votes that give the true label, averaged over the images), with
+  the accuracy of the plain model and of the smoothed label (g_sigma) beside it.
+* ``certify.jsonl``: CERTIFY records per (model, sigma, image) when asked.
+* ``sweep.json``: the sweep's settings, software versions and run status.
+
+All jobs of a configuration go through one :class:`~probe.engine.Engine`, so the
+model sees full batches; every job has its own seeded streams (keyed by the
+image's and the attack's position), so a resumed sweep gives the same records
+as one run straight through.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from probe.errors import ProbeError
+from probe.runs.results import (
+    CERTIFY,
+    CONFIGS,
+    RESULTS,
+    SWEEP,
+    ResultsWriter,
+    job_key,
+    prepare_dir,
+    read_jsonl,
+    save_record_image,
+    write_json,
+)
+from probe.runs.sweep_file import Sweep, SweepConfig
+
+def versions() -> dict[str, str]:
+    """Versions of probe and the software it runs on."""
+    import onnxruntime
+    import scipy
+
+    import probe
+
+    return {
+        "probe": probe.__version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "platform": platform.platform(),
+    }
+
+
+@dataclass
+class SweepHooks:
+    """Callbacks of a running sweep (all optional).
+
+    start(cfg, position, total, todo, done): a configuration begins (``todo`` jobs left, ``done`` already).
+    record(rec): a record was written. finish(cfg): a configuration ended.
+    """
+
+    start: Callable[[SweepConfig, int, int, int, int], None] | None = None
+    record: Callable[[dict], None] | None = None
+    finish: Callable[[SweepConfig], None] | None = None
+    message: Callable[[str], None] | None = None
+
+
+@dataclass
+class SweepOutcome:
+    written: int = 0
+    skipped_jobs: int = 0
+    configs: int = 0
+    seconds: float = 0.0
+
+
+def _load_images(sweep: Sweep, runtime, model: str):
+    from probe.data import load_images
+    from probe.zoo import default_images
+
+    sources = sweep.images
+    if not sources:
+        folder = default_images(model)
+        if folder is None:
+            raise ProbeError(f"model {model} has no bundled sample images: give 'images' in the sweep file")
+        sources = [str(folder)]
+    return load_images(sources, runtime.spec.size, sweep.labels, sweep.limit)
+
+
+def run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None = None) -> SweepOutcome:
+    """Run (or resume) every job of the sweep, appending records to ``out_dir``.
+
+    KeyboardInterrupt propagates after the files are closed: every finished job
+    is already on disk, and the next run resumes from there.
+    """
+    hooks = hooks or SweepHooks()
+    prepare_dir(out_dir)
+    done = {job_key(r) for r in read_jsonl(out_dir / RESULTS)}
+    config_rows = {r["config"]: r for r in read_jsonl(out_dir / CONFIGS)}
+    certified = {(r["model"], r["sigma"], r["n0"], r["n"], r["alpha"], r["seed"], r["image"])
+                 for r in read_jsonl(out_dir / CERTIFY)}
+    outcome = SweepOutcome()
+    started = time.perf_counter()
+    status = {
+        "name": sweep.name,
+        "source": sweep.source,
+        "configs": [{"config": c.id, "label": c.label, **c.identity(), "attacks": list(c.attacks)} for c in sweep.configs],
+        "versions": versions(),
+        "providers": {},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "status": "running",
+    }
+    _write_status(out_dir, status)
+    results = ResultsWriter(out_dir / RESULTS)
+    configs_out = ResultsWriter(out_dir / CONFIGS)
+    cert_out = ResultsWriter(out_dir / CERTIFY) if sweep.certify else None
+    position = 0
+    try:
+        for model in sweep.models:
+            runtime = _open_runtime(model, sweep)
+            status["providers"][model] = list(runtime.info.providers)
+            images = _load_images(sweep, runtime, model)
+            if images.skipped and hooks.message:
+                for path, why in images.skipped:
+                    hooks.message(f"skipped unreadable image {path}: {why}")
+            attacked = min(len(images), sweep.attack_limit or len(images))
+            for cfg in (c for c in sweep.configs if c.model == model):
+                position += 1
+                keys = [(cfg.id, images.ids[i], a) for i in range(attacked) for a in cfg.attacks]
+                todo = [k for k in keys if k not in done]
+                outcome.skipped_jobs += len(keys) - len(todo)
+                if hooks.start:
+                    hooks.start(cfg, position, len(sweep.configs), len(todo), len(keys) - len(todo))
+                if todo or cfg.id not in config_rows:
+                    outcome.written += _run_config(
+                        cfg, runtime, images, attacked, done, results, configs_out, config_rows, hooks, out_dir,
+                        sweep.save_images,
+                    )
+                outcome.configs += 1
+                if hooks.finish:
+                    hooks.finish(cfg)
+            if sweep.certify is not None:
+                _certify_model(sweep, model, runtime, images, attacked, certified, cert_out, hooks)
+        status["status"] = "finished"
+    except KeyboardInterrupt:
+        status["status"] = "interrupted"
+        raise
+    finally:
+        results.close()
+        configs_out.close()
+        if cert_out:
+            cert_out.close()
+        outcome.seconds = time.perf_counter() - started
+        status["seconds"] = round(outcome.seconds, 2)
+        status["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        _write_status(out_dir, status)
+    return outcome
+
+
+def _write_status(out_dir: Path, status: dict) -> None:
+    write_json(out_dir / SWEEP, status)
+
+
+def _open_runtime(model: str, sweep: Sweep):
+    from probe.zoo import resolve_model
+    from probe.runtime import Runtime
+
+    return Runtime(resolve_model(model), batch_size=sweep.batch_size, device=sweep.device)
+
+
+def _run_config(cfg, runtime, images, attacked, done, results, configs_out, config_rows, hooks, out_dir,
+                save_images) -> int:
+    """One configuration: clean accuracy on all images (configs.jsonl), then the unfinished jobs
+    of the first ``attacked`` images in one engine."""
+    from probe.runs.campaign import AttackConfig, attack_images, clean_labels
+    from probe.smoothing import SmoothedClassifier
+
+    classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n)
+    acfg = AttackConfig(attacks=cfg.attacks, norm=cfg.norm, pa=cfg.pa, budget=cfg.budget, seed=cfg.seed,
+                        targeted=None, p_adv_samples=cfg.p_adv_samples)
+    # as probe.runs.campaign.attack_images: the label to move away from (g_sigma) and, per image, the
+    # fraction of p_adv_samples fresh majority votes of g_{sigma,n} that give the true label
+    clean, agree = clean_labels(classifier, images, cfg.seed, cfg.p_adv_samples)
+    labelled = images.labels >= 0
+    plain = runtime.labels(images.x)
+    row = {
+        "config": cfg.id,
+        "label": cfg.label,
+        **cfg.identity(),
+        "attacks": list(cfg.attacks),
+        "images": len(images),
+        "attacked": attacked,
+        "labelled": int(labelled.sum()),
+        "clean_accuracy": float(np.mean(agree[labelled])) if labelled.any() else None,
+        "clean_votes": 1 if cfg.sigma == 0 else cfg.p_adv_samples,
+        "smoothed_label_accuracy": float(np.mean(clean[labelled] == images.labels[labelled])) if labelled.any() else None,
+        "plain_accuracy": float(np.mean(plain[labelled] == images.labels[labelled])) if labelled.any() else None,
+        "clean_labels": {images.ids[i]: int(clean[i]) for i in range(len(images))},
+    }
+    if config_rows.get(cfg.id, {}).get("clean_labels") != row["clean_labels"]:
+        configs_out.write(row)
+        config_rows[cfg.id] = row
+    subset = images if attacked == len(images) else images.head(attacked)
+    written = 0
+
+    def emit(rec: dict, job) -> None:
+        nonlocal written
+        rec = {"config": cfg.id, "model": cfg.model, **rec}
+        if save_images and job is not None and rec["l2"] is not None:
+            path = save_record_image(out_dir / "images" / cfg.id, rec, images.x[job.meta["index"]], job.outcome.x_adv)
+            rec["adv_path"] = str(path.relative_to(out_dir))
+        results.write(rec)
+        done.add(job_key(rec))
+        written += 1
+        if hooks.record:
+            hooks.record(rec)
+
+    attack_images(classifier, subset, acfg, on_record=emit, clean=(clean[:attacked], agree[:attacked]),
+                  skip=lambda image, attack: (cfg.id, image, attack) in done)
+    return written
+
+
+def _certify_model(sweep: Sweep, model: str, runtime, images, attacked: int, certified: set, out: ResultsWriter,
+                   hooks) -> None:
+    """CERTIFY each attacked image once per (model, sigma > 0) of the sweep."""
+    from probe.runs.certify import certify_images
+    from probe.smoothing import SmoothedClassifier
+
+    images = images.head(attacked)
+    settings = sweep.certify
+    seed = next((c.seed for c in sweep.configs if c.model == model), 0)
+    for sigma in sorted({c.sigma for c in sweep.configs if c.model == model and c.sigma > 0}):
+        key = (model, sigma, settings.n0, settings.n, settings.alpha, seed)
+        if all((*key, image) in certified for image in images.ids):
+            continue
+        if hooks.message:
+            hooks.message(f"certifying {len(images)} images at sigma={sigma:g} (n0={settings.n0}, n={settings.n})")
+        records = certify_images(SmoothedClassifier(runtime, sigma, settings.n), images, settings.n0, settings.n,
+                                 settings.alpha, seed)
+        for rec in records:
+            if (*key, rec["image"]) not in certified:
+                out.write({"model": model, "sigma": sigma, "n0": settings.n0, "n": settings.n,
+                           "alpha": settings.alpha, "seed": seed, **rec})
+                certified.add((*key, rec["image"]))

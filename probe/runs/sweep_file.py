@@ -1,0 +1,296 @@
+"""Sweep files: a grid of configurations (model, sigma, n, P_a, budget) x attacks x images.
+
+A sweep is described by a TOML file (parsed with the standard ``tomllib``)::
+
+
+    name = "paper-reduced"
+    models = ["efficientnet-lite0"]      # names or ONNX paths (relative to this file)
+    images = []                          # files/folders/globs [default: each model's samples]
+    limit = 10                           # first N images (the clean accuracy is measured on all of them)
+    attack_limit = 5                     # optional: attack only the first N of those
+    attacks = ["hsja", "surfree", "rays"]
+    budget = 1000                        # a number or a list
+    sigma = [0, 0.05, 0.15]              # sigma = 0: no smoothing (n and P_a are then irrelevant)
+    n = [10, 50]
+    pa = [0.5]
+    seed = 0
+    certify = { n0 = 100, n = 1000, alpha = 0.001 }   # optional: CERTIFY radii per (model, sigma)
+
+    [[extra]]                            # more configurations: these keys override the top level
+    sigma = [0.05]
+    n = [10]
+    pa = [0.8]
+
+The configurations are the product of the top level's lists, plus one product per
+``[[extra]]`` table, deduplicated (sigma = 0 is recorded as n = 1, P_a = 0.5).
+
+:func:`load_sweep` validates it into a :class:`Sweep`; :mod:`probe.runs.sweep` runs it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.errors import ProbeError
+from probe.runs.results import config_id
+
+_GRID_KEYS = ("models", "sigma", "n", "pa", "budget")
+_TOP_KEYS = {
+    "name": str,
+    "models": (list, str),
+    "model": str,
+    "images": (list, str),
+    "labels": str,
+    "limit": int,
+    "attack_limit": int,
+    "attacks": (list, str),
+    "budget": (list, int),
+    "sigma": (list, int, float),
+    "n": (list, int),
+    "pa": (list, int, float),
+    "seed": int,
+    "norm": str,
+    "p_adv_samples": int,
+    "batch_size": int,
+    "device": str,
+    "save_images": bool,
+    "certify": (bool, dict),
+    "extra": list,
+}
+_EXTRA_KEYS = {"models", "model", "sigma", "n", "pa", "budget", "attacks"}
+_CERTIFY_KEYS = {"n0": int, "n": int, "alpha": float}
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One configuration of the grid: everything a job depends on but the image and the attack."""
+
+    model: str
+    sigma: float
+    n: int
+    pa: float
+    budget: int
+    attacks: tuple[str, ...]
+    norm: str = "l2"
+    seed: int = 0
+    p_adv_samples: int = 100
+
+    def identity(self) -> dict[str, Any]:
+        """The parameters that tell configurations apart (attacks are per job, not per configuration)."""
+        return {
+            "model": self.model,
+            "sigma": self.sigma,
+            "n": self.n,
+            "pa": self.pa,
+            "budget": self.budget,
+            "norm": self.norm,
+            "seed": self.seed,
+            "p_adv_samples": self.p_adv_samples,
+        }
+
+    @property
+    def id(self) -> str:
+        return config_id(self.identity())
+
+    @property
+    def label(self) -> str:
+        smooth = "no RS" if self.sigma == 0 else f"sigma={self.sigma:g} n={self.n} P_a={self.pa:g}"
+        return f"{Path(self.model).stem if self.model.endswith('.onnx') else self.model} {smooth} budget={self.budget}"
+
+
+@dataclass(frozen=True)
+class CertifySettings:
+    n0: int = 100
+    n: int = 1000
+    alpha: float = 0.001
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file."""
+
+    configs: list[SweepConfig]
+    name: str = "sweep"
+    images: list[str] | None = None
+    labels: str | None = None
+    limit: int | None = None
+    attack_limit: int | None = None
+    batch_size: int = 64
+    device: str = "auto"
+    save_images: bool = False
+    certify: CertifySettings | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(c.model for c in self.configs))
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _check_type(where: str, key: str, value: Any, kinds) -> None:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ProbeError(f"{where}: '{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    if not isinstance(value, kinds):
+        raise ProbeError(f"{where}: '{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+
+
+def _numbers(where: str, key: str, values: list, kind: type, low: float, high: float | None = None,
+             low_open: bool = False) -> list:
+    out = []
+    if not values:
+        raise ProbeError(f"{where}: '{key}' is an empty list")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int)):
+            raise ProbeError(f"{where}: every '{key}' must be {'an integer' if kind is int else 'a number'}, got {v!r}")
+        if not np.isfinite(v) or v < low or (low_open and v == low) or (high is not None and v > high):
+            bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+            raise ProbeError(f"{where}: '{key}' values must be {bound}, got {v!r}")
+        out.append(kind(v))
+    return out
+
+
+def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sweep") -> Sweep:
+    """Validate a sweep dict (from TOML) into a :class:`Sweep`; ProbeError on anything wrong."""
+    from probe.attacks import ATTACKS
+
+    base = base or Path(".")
+    unknown = sorted(set(data) - set(_TOP_KEYS))
+    if unknown:
+        raise ProbeError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}")
+    for key, value in data.items():
+        _check_type(where, key, value, _TOP_KEYS[key])
+    if "model" in data and "models" in data:
+        raise ProbeError(f"{where}: give 'models' or 'model', not both")
+
+    def resolve_model(name: str) -> str:
+        if name.endswith(".onnx") or "/" in name or os.sep in name:
+            candidate = Path(name).expanduser()
+            if not candidate.is_absolute() and (base / candidate).exists():
+                return str((base / candidate).resolve())
+        return name
+
+    def grid(table: dict[str, Any], tag: str) -> list[SweepConfig]:
+        models = _as_list(table.get("models", table.get("model", ["efficientnet-lite0"])))
+        if not models or not all(isinstance(m, str) and m for m in models):
+            raise ProbeError(f"{tag}: 'models' must be a non-empty list of model names or paths")
+        attacks = table.get("attacks", ["hsja", "surfree", "rays"])
+        attacks = list(ATTACKS) if attacks == "all" else _as_list(attacks)
+        if not attacks or not all(isinstance(a, str) for a in attacks):
+            raise ProbeError(f"{tag}: 'attacks' must be a non-empty list of names")
+        bad = [a for a in attacks if a.lower() not in ATTACKS]
+        if bad:
+            raise ProbeError(f"{tag}: unknown attack(s) {', '.join(bad)}; choose from {', '.join(ATTACKS)}")
+        sigmas = _numbers(tag, "sigma", _as_list(table.get("sigma", [0.05])), float, 0.0)
+        ns = _numbers(tag, "n", _as_list(table.get("n", [10])), int, 1)
+        pas = _numbers(tag, "pa", _as_list(table.get("pa", [0.5])), float, 0.0, 1.0, low_open=True)
+        budgets = _numbers(tag, "budget", _as_list(table.get("budget", [2000])), int, 1)
+        configs = []
+        for model, sigma, n, pa, budget in itertools.product(models, sigmas, ns, pas, budgets):
+            if sigma == 0:
+                n, pa = 1, 0.5
+            configs.append(
+                SweepConfig(resolve_model(model), sigma, n, pa, budget, tuple(a.lower() for a in attacks),
+                            norm, seed, p_adv_samples)
+            )
+        return configs
+
+    norm = data.get("norm", "l2")
+    if norm not in ("l2", "linf"):
+        raise ProbeError(f"{where}: 'norm' must be l2 or linf, got {norm!r}")
+    seed = data.get("seed", 0)
+    p_adv_samples = _numbers(where, "p_adv_samples", [data.get("p_adv_samples", 100)], int, 1)[0]
+    configs = grid(data, where)
+    for k, extra in enumerate(data.get("extra", [])):
+        tag = f"{where} [[extra]] #{k + 1}"
+        if not isinstance(extra, dict):
+            raise ProbeError(f"{tag}: must be a table")
+        unknown = sorted(set(extra) - _EXTRA_KEYS)
+        if unknown:
+            raise ProbeError(f"{tag}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_EXTRA_KEYS))}")
+        merged = {k2: v for k2, v in data.items() if k2 != "extra"}
+        if "model" in extra or "models" in extra:
+            merged.pop("model", None)
+            merged.pop("models", None)
+        merged.update(extra)
+        configs += grid(merged, tag)
+    merged_configs: dict[str, SweepConfig] = {}
+    for cfg in configs:  # dedupe; the same configuration from two grids runs the union of their attacks
+        old = merged_configs.get(cfg.id)
+        if old is not None:
+            cfg = SweepConfig(**{**asdict(old), "attacks": tuple(dict.fromkeys(old.attacks + cfg.attacks))})
+        merged_configs[cfg.id] = cfg
+
+    certify = data.get("certify", False)
+    settings = None
+    if certify is True:
+        settings = CertifySettings()
+    elif isinstance(certify, dict):
+        unknown = sorted(set(certify) - set(_CERTIFY_KEYS))
+        if unknown:
+            raise ProbeError(f"{where}: unknown certify key(s) {', '.join(unknown)}; allowed: n0, n, alpha")
+        n0 = _numbers(where, "certify.n0", [certify.get("n0", 100)], int, 1)[0]
+        n_c = _numbers(where, "certify.n", [certify.get("n", 1000)], int, 1)[0]
+        alpha = _numbers(where, "certify.alpha", [certify.get("alpha", 0.001)], float, 0.0, 1.0, low_open=True)[0]
+        settings = CertifySettings(n0, n_c, alpha)
+    images = data.get("images")
+    if images is not None:
+        images = [str(p) if Path(p).is_absolute() else str(base / p) for p in _as_list(images)] or None
+    labels = data.get("labels")
+    if labels is not None and not Path(labels).is_absolute():
+        labels = str(base / labels)
+    limit = data.get("limit")
+    if limit is not None and limit < 1:
+        raise ProbeError(f"{where}: 'limit' must be >= 1, got {limit}")
+    attack_limit = data.get("attack_limit")
+    if attack_limit is not None and attack_limit < 1:
+        raise ProbeError(f"{where}: 'attack_limit' must be >= 1, got {attack_limit}")
+    batch_size = data.get("batch_size", 64)
+    if batch_size < 1:
+        raise ProbeError(f"{where}: 'batch_size' must be >= 1, got {batch_size}")
+    return Sweep(
+        configs=list(merged_configs.values()),
+        name=data.get("name", "sweep"),
+        images=images,
+        labels=labels,
+        limit=limit,
+        attack_limit=attack_limit,
+        batch_size=batch_size,
+        device=data.get("device", "auto"),
+        save_images=data.get("save_images", False),
+        certify=settings,
+        source=data,
+    )
+
+
+def load_sweep(path: Path) -> Sweep:
+    """Read and validate a sweep TOML file."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise ProbeError("reading sweep files needs Python >= 3.11 or the tomli package") from None
+    path = Path(path)
+    if not path.is_file():
+        raise ProbeError(f"no such sweep file: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProbeError(f"{path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProbeError(f"cannot read {path}: {exc}") from None
+    return parse_sweep(data, path.parent, path.name)
