@@ -12,7 +12,6 @@ wall time per query of both, and their ratio (> 1: the engine is faster).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,18 @@ from probe.runs.bench import engine_batching
 from probe.data import load_images
 from probe.zoo import default_images, resolve_model
 from probe.runtime import Runtime
+
+from _common import Report
+
+
+def _row(model: str, batch: int, sigma: float, images: int, r) -> str:
+    """One line of the table for the result ``r`` of :func:`engine_batching`."""
+    rest = r.oracle_share - r.noise_share - r.model_share + r.engine_share
+    seq = (f"{r.sequential_ms_per_query:9.3f} {r.sequential_fill:8.1%} {r.speedup:7.2f}x "
+           + ",".join(f"{v:.2f}" for v in r.speedups) if r.speedup else "")
+    return (f"{model:20s} {batch:5d} {sigma:5.2f} {r.n:3d} {images * len(r.attacks):5d} {r.calls:6d} "
+            f"{r.mean_batch:10.1f} {r.fill:6.1%} {r.attack_share:7.1%} {r.noise_share:6.1%} "
+            f"{r.model_share:6.1%} {rest:6.1%} {r.ms_per_query:9.3f} {seq}")
 
 
 def main(argv=None) -> int:
@@ -36,27 +47,17 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     settings = [tuple(float(v) for v in s.split(":")) for s in (args.setting or ["0:1", "0.05:10"])]
-    results = []
-    print(f"{'model':20s} {'batch':>5s} {'sigma':>5s} {'n':>3s} {'jobs':>5s} {'calls':>6s} {'mean batch':>10s} "
-          f"{'fill':>6s} {'attacks':>7s} {'noise':>6s} {'model':>6s} {'rest':>6s} {'ms/query':>9s} {'seq ms/q':>9s} "
-          f"{'seq fill':>8s} {'speed-up':>8s} per repeat", flush=True)
+    report = Report(f"{'model':20s} {'batch':>5s} {'sigma':>5s} {'n':>3s} {'jobs':>5s} {'calls':>6s} "
+                    f"{'mean batch':>10s} {'fill':>6s} {'attacks':>7s} {'noise':>6s} {'model':>6s} {'rest':>6s} "
+                    f"{'ms/query':>9s} {'seq ms/q':>9s} {'seq fill':>8s} {'speed-up':>8s} per repeat")
     for batch in args.batch_size or [64]:
         runtime = Runtime(resolve_model(args.model), batch_size=batch)
-        images = load_images([str(default_images(args.model))], runtime.spec.size, None, args.images)
+        images = load_images([str(default_images(args.model))], runtime.spec.size, labels_csv=None, limit=args.images)
         for sigma, n in settings:
             r = engine_batching(runtime, images.x, attacks=args.attacks.split(","), budget=args.budget,
                                 sigma=sigma, n=int(n), sequential=not args.no_sequential, repeats=args.repeats)
-            results.append({**r.as_dict(), "load": os.getloadavg()})
-            rest = r.oracle_share - r.noise_share - r.model_share + r.engine_share
-            seq = (f"{r.sequential_ms_per_query:9.3f} {r.sequential_fill:8.1%} {r.speedup:7.2f}x "
-                   + ",".join(f"{v:.2f}" for v in r.speedups) if r.speedup else "")
-            print(f"{args.model:20s} {batch:5d} {sigma:5.2f} {r.n:3d} {len(images) * len(r.attacks):5d} {r.calls:6d} "
-                  f"{r.mean_batch:10.1f} {r.fill:6.1%} {r.attack_share:7.1%} {r.noise_share:6.1%} "
-                  f"{r.model_share:6.1%} {rest:6.1%} {r.ms_per_query:9.3f} {seq}", flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"load": os.getloadavg(), "results": results}, indent=2))
-    return 0
+            report.add({**r.as_dict(), "load": os.getloadavg()}, _row(args.model, batch, sigma, len(images), r))
+    return report.finish(args.json)
 
 
 if __name__ == "__main__":

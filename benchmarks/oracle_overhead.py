@@ -11,7 +11,6 @@ $PROBE_BENCH_DIR (default /tmp/probe-bench); it needs torch. Prints a table and,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ from probe.runs.bench import oracle_overhead, random_resnet50
 from probe.zoo import resolve_model
 from probe.runtime import Runtime
 
+from _common import Report
+
 BENCH_DIR = Path(os.environ.get("PROBE_BENCH_DIR", "/tmp/probe-bench"))
 
 
@@ -27,6 +28,13 @@ def model_path(name: str) -> Path:
     if name == "resnet50-random":
         return random_resnet50(BENCH_DIR / "resnet50_random.onnx")
     return resolve_model(name)
+
+
+def _row(name: str, n: int, r) -> str:
+    """One line of the table for the result ``r`` of :func:`oracle_overhead`."""
+    return (f"{name:28s} {n:4d} {r.bare_ips:10.1f} {r.oracle_ips:12.1f} {r.ratio:6.3f} "
+            f"[{r.ratio_min:.3f},{r.ratio_max:.3f}] {r.noise_share:6.1%} {r.model_share:6.1%} "
+            f"{r.rest_share:6.1%} {r.noise_ns_per_value:8.2f} {r.rounds}")
 
 
 def main(argv=None) -> int:
@@ -42,21 +50,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     models = args.model or ["cifar10-cnn", "efficientnet-lite0", "resnet50-random"]
     ns = args.n or [10, 100]
-    results = []
-    print(f"{'model':28s} {'n':>4s} {'bare inf/s':>10s} {'oracle inf/s':>12s} {'ratio':>6s} {'[min,max]':>13s} "
-          f"{'noise':>6s} {'model':>6s} {'rest':>6s} {'ns/value':>8s} rounds", flush=True)
+    report = Report(f"{'model':28s} {'n':>4s} {'bare inf/s':>10s} {'oracle inf/s':>12s} {'ratio':>6s} "
+                    f"{'[min,max]':>13s} {'noise':>6s} {'model':>6s} {'rest':>6s} {'ns/value':>8s} rounds")
     for name in models:
         runtime = Runtime(model_path(name), batch_size=args.batch_size, device=args.device, threads=args.threads)
         for n in ns:
             r = oracle_overhead(runtime, n, sigma=args.sigma, seconds=args.seconds, threads=args.threads)
-            results.append({"name": name, **r.as_dict()})
-            print(f"{name:28s} {n:4d} {r.bare_ips:10.1f} {r.oracle_ips:12.1f} {r.ratio:6.3f} "
-                  f"[{r.ratio_min:.3f},{r.ratio_max:.3f}] {r.noise_share:6.1%} {r.model_share:6.1%} "
-                  f"{r.rest_share:6.1%} {r.noise_ns_per_value:8.2f} {r.rounds}", flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"load": os.getloadavg(), "results": results}, indent=2))
-    return 0
+            report.add({"name": name, **r.as_dict()}, _row(name, n, r))
+    return report.finish(args.json)
 
 
 if __name__ == "__main__":

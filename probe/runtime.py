@@ -24,7 +24,7 @@ from probe.spec import METADATA_KEY, InputSpec
 _PRE = "probe_pre_"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelInfo:
     """What the runtime learned about a model."""
 
@@ -142,7 +142,9 @@ def select_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+def model_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """The ``metadata_props`` of a loaded ModelProto as a dict (for a file path without
+    loading the graph, see :func:`probe.zoo.read_metadata`)."""
     return {p.key: p.value for p in model.metadata_props}
 
 
@@ -176,7 +178,7 @@ class Runtime:
             raise ProbeError(f"batch size must be >= 1, got {batch_size}")
         path = Path(path)
         model = _load(path)
-        metadata = read_metadata(model)
+        metadata = model_metadata(model)
         if spec is None:
             spec = InputSpec.from_json(metadata[METADATA_KEY]) if METADATA_KEY in metadata else InputSpec()
         if overrides:

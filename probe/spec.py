@@ -17,7 +17,7 @@ from probe.errors import ProbeError
 METADATA_KEY = "probe.input_spec"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InputSpec:
     """Input convention of a model.
 

@@ -25,6 +25,7 @@ from probe.errors import ProbeError
 from probe.spec import METADATA_KEY, InputSpec
 
 DEFAULT_MODEL = "efficientnet-lite0"
+# metadata keys the recipes write next to probe.spec.METADATA_KEY (probe.recipes imports them)
 PROVENANCE_KEY = "probe.provenance"
 VARIANT_KEY = "probe.variant"
 
@@ -36,8 +37,10 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
 SAMPLE_DATASETS = ("imagenet", "cifar10")
 
 
-@dataclass(frozen=True)
-class ModelInfo:
+@dataclass(frozen=True, kw_only=True)
+class ModelEntry:
+    """A model of the registry: where its file is and what its metadata says."""
+
     name: str
     path: Path
     builtin: bool
@@ -106,7 +109,10 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         if path.is_file():
             return path
     if text.endswith(".onnx") or "/" in text or os.sep in text:
-        raise ProbeError(f"model file not found: {text}")
+        raise ProbeError(
+            f"model file not found: {text}. Built-in models: {', '.join(BUILTIN_MODELS)}; a ResNet50 is made with "
+            "`probe models export resnet50 --checkpoint CKPT.pth` (or --weights torchvision), then used by name"
+        )
     names = available_names()
     listing = ", ".join(names) if names else "none installed"
     raise ProbeError(
@@ -235,8 +241,8 @@ def default_images(model_name_or_path: str | os.PathLike) -> Path | None:
     return dataset_images(spec.dataset) if spec is not None else None
 
 
-def model_info(name: str, path: Path, builtin: bool = False) -> ModelInfo:
-    """ModelInfo of one file; unreadable metadata gives spec/provenance None."""
+def model_entry(name: str, path: Path, *, builtin: bool = False) -> ModelEntry:
+    """The registry entry of one file; unreadable metadata gives spec/provenance None."""
     try:
         metadata = read_metadata(path)
     except ProbeError:
@@ -247,7 +253,7 @@ def model_info(name: str, path: Path, builtin: bool = False) -> ModelInfo:
             spec = InputSpec.from_json(metadata[METADATA_KEY])
         except (ProbeError, TypeError, ValueError):
             spec = None
-    return ModelInfo(
+    return ModelEntry(
         name=name,
         path=path,
         builtin=builtin,
@@ -257,15 +263,15 @@ def model_info(name: str, path: Path, builtin: bool = False) -> ModelInfo:
     )
 
 
-def list_models() -> list[ModelInfo]:
+def list_models() -> list[ModelEntry]:
     """Installed built-in models, then the ``*.onnx`` files of the model dir."""
-    infos = []
+    entries = []
     for name in BUILTIN_MODELS:
         path = builtin_path(name)
         if path.is_file():
-            infos.append(model_info(name, path, builtin=True))
-    seen = {info.name for info in infos}
+            entries.append(model_entry(name, path, builtin=True))
+    seen = {entry.name for entry in entries}
     for path in _user_models():
         if path.stem not in seen:
-            infos.append(model_info(path.stem, path))
-    return infos
+            entries.append(model_entry(path.stem, path))
+    return entries

@@ -18,6 +18,7 @@ from probe.errors import ProbeError  # noqa: E402
 from probe.recipes import export  # noqa: E402
 from probe.recipes.resnet50 import build_resnet50  # noqa: E402
 from probe.spec import METADATA_KEY, InputSpec  # noqa: E402
+from probe.zoo import PROVENANCE_KEY, VARIANT_KEY  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
@@ -128,9 +129,9 @@ def test_metadata(exported):
     assert spec.size == (224, 224)
     assert spec.dataset == "imagenet"
     variant = {"torchvision": "resnet50-vanilla", "cohen": "resnet50-randtrain-0.25", "madry": "resnet50-advtrain"}[fmt]
-    assert meta[export.VARIANT_KEY] == variant
+    assert meta[VARIANT_KEY] == variant
     assert path.name == f"{variant}.onnx"
-    provenance = json.loads(meta[export.PROVENANCE_KEY])
+    provenance = json.loads(meta[PROVENANCE_KEY])
     assert provenance["source_format"] == fmt
     assert provenance["variant"] == variant
     assert provenance["sha256"] == hashlib.sha256(exported["checkpoint"].read_bytes()).hexdigest()
@@ -153,7 +154,7 @@ def test_explicit_variant_and_file(tmp_path):
     out = export.export_resnet50(checkpoint, "madry", tmp_path / "sub" / "x.onnx", variant="resnet50-advtrain-l2-3.0")
     assert out == tmp_path / "sub" / "x.onnx" and out.is_file()
     meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
-    assert meta[export.VARIANT_KEY] == "resnet50-advtrain-l2-3.0"
+    assert meta[VARIANT_KEY] == "resnet50-advtrain-l2-3.0"
     assert export.default_variant("cohen", Path("models/imagenet/resnet50/noise_0.50/checkpoint.pth.tar")) == (
         "resnet50-randtrain-0.5"
     )

