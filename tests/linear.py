@@ -7,9 +7,14 @@ x0 and w are chosen so that both optimal points lie inside [0, 1]^d: the box the
 does not change the optimum and the formulas are exact.
 
 The oracle answers one boolean per point ("is it adversarial", i.e. f(x) = 1).
-Randomized version (sigma > 0): a majority vote of n noisy copies, each copy being
-f(x + sigma N). The number of copies voting "adversarial" is drawn exactly as
-Binomial(n, Phi(margin / sigma)), margin = (w.x + b) / ||w||_2, so it is fast.
+Randomized version (sigma > 0): n noisy copies, each copy voting f(x + sigma N). The
+number k of copies voting "adversarial" (class 1; the original is class 0) is drawn
+exactly as Binomial(n, Phi(margin / sigma)), margin = (w.x + b) / ||w||_2, so it is
+fast; the answer is then the PRODUCT's criterion applied to the vote counts
+``[n - k, k]``: by default ``probe.oracle.Criterion(0)``, the product's default
+criterion, so that the tests exercise the default configuration, ties included (read
+that class for its rule; the plurality vote gives a tie to the lowest class index, the
+original). Another ``criterion`` (e.g. the paper's P_a rule) can be given.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
+
+from probe.oracle import Criterion
 
 
 @dataclass
@@ -30,6 +37,7 @@ class LinearProblem:
     x0: np.ndarray  # (C, H, W), float32, in [0, 1]
     sigma: float = 0.0
     n: int = 1
+    criterion: Criterion = field(default_factory=lambda: Criterion(0))  # the product's default
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     calls: int = 0  # oracle invocations
     points: int = 0  # points answered (the attacker's queries)
@@ -76,7 +84,17 @@ class LinearProblem:
             return m > 0
         p = 0.5 * special.erfc(-m / (self.sigma * math.sqrt(2.0)))  # Phi(m / sigma)
         votes = self.rng.binomial(self.n, p)
-        return votes > self.n // 2
+        return np.asarray(self.criterion(np.stack([self.n - votes, votes], axis=1)), dtype=bool)
+
+    def p_true(self, x: np.ndarray) -> float:
+        """The exact probability that the oracle answers True at the point x (its p_adv):
+        the binomial mass of the vote counts k that the criterion accepts."""
+        m = float(self.margin(np.asarray(x)[None])[0])
+        if self.sigma == 0.0:
+            return float(m > 0)
+        k = np.arange(self.n + 1)
+        accepted = np.asarray(self.criterion(np.stack([self.n - k, k], axis=1)), dtype=bool)
+        return float(stats.binom.pmf(k, self.n, stats.norm.cdf(m / self.sigma))[accepted].sum())
 
     def ratio(self, x: np.ndarray | None, norm: str = "l2") -> float:
         """Distance of x to x0 over the optimum, in the given norm (inf when x is None)."""
@@ -94,6 +112,7 @@ def make_problem(
     sigma: float = 0.0,
     n: int = 1,
     opt: float = 0.1,
+    criterion: Criterion | None = None,
 ) -> LinearProblem:
     """A random linear problem: w ~ N(0, I), x0 ~ U[0.3, 0.7]^d, optimum L2 distance ``opt``.
 
@@ -107,7 +126,8 @@ def make_problem(
     wn2 = float(np.sum(w * w))
     x0 = (x0 - (np.sum(w * (x0 - 0.5)) / wn2) * w).astype(np.float32)
     b = -float(w.ravel() @ x0.ravel().astype(np.float64)) - opt * math.sqrt(wn2)
-    return LinearProblem(w=w, b=b, x0=x0, sigma=sigma, n=n, rng=np.random.default_rng([seed, 1]))
+    extra = {} if criterion is None else {"criterion": criterion}
+    return LinearProblem(w=w, b=b, x0=x0, sigma=sigma, n=n, rng=np.random.default_rng([seed, 1]), **extra)
 
 
 def information_limit(d: int, budget: int) -> float:

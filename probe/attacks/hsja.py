@@ -20,7 +20,8 @@ at the first iteration as in the reference code.
 Improvements over the reference, all within HSJA (same probes, same step rule):
 
 * the probe directions are orthonormal (random signs times an orthonormal DCT basis,
-  drawn without repetition), so successive probes never repeat information;
+  drawn without repetition, :mod:`probe.attacks.directions`), so successive probes never
+  repeat information;
 * the gradient estimate is accumulated over iterations (``memory``): the sum of all
   probe estimates is the best linear combination when the boundary is locally flat;
   the step (``step="sum"``) goes from x_b toward the point at distance dist along the
@@ -47,100 +48,78 @@ from typing import Generator
 
 import numpy as np
 
-from probe.attacks.base import NORMS, Answers, Attack, Points, Tracker, distance
-from probe.attacks.search import bisect, blend, check_float, check_int, check_start, gallop_down, linf_ball, noise_init
-
-
-MAX_DCT_SIDE = 4096  # larger sides: i.i.d. Gaussian probes (a 1-D DCT matrix per side is built)
-
-
-class OrthoProbes:
-    """Unit probe directions, orthonormal within a random basis, never repeated.
-
-    The basis is ``s * DCT_k`` (k a (c, h, w) frequency triple, s a random sign vector):
-    orthonormal, dense and random-looking; a new basis (new signs, new order) is drawn
-    when one is used up. Built from three small 1-D DCT matrices by outer products, so
-    a batch of n probes costs O(n d).
-    """
-
-    def __init__(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
-        self.shape = tuple(shape)
-        self.d = int(np.prod(shape))
-        self.rng = rng
-        dims = self.shape if len(self.shape) == 3 else (1, 1, self.d)
-        if max(dims) > MAX_DCT_SIDE:
-            raise ValueError("no separable DCT basis for this shape")
-        self.dims = dims
-        self.mats = [_dct_matrix(n) for n in dims]
-        self.order = None
-        self.pos = 0
-        self.signs = None
-
-    def _new_basis(self) -> None:
-        self.order = self.rng.permutation(self.d)
-        self.signs = self.rng.integers(0, 2, size=self.dims, dtype=np.int8).astype(np.float32) * 2 - 1
-        self.pos = 0
-
-    def draw(self, n: int) -> np.ndarray:
-        out = np.empty((n, *self.dims), dtype=np.float32)
-        filled = 0
-        while filled < n:
-            if self.order is None or self.pos >= self.d:
-                self._new_basis()
-            take = min(n - filled, self.d - self.pos)
-            idx = self.order[self.pos : self.pos + take]
-            self.pos += take
-            kc, kh, kw = np.unravel_index(idx, self.dims)
-            a, b, c = self.mats[0][kc], self.mats[1][kh], self.mats[2][kw]
-            blk = out[filled : filled + take]
-            blk[...] = a[:, :, None, None] * b[:, None, :, None]
-            blk *= c[:, None, None, :]
-            blk *= self.signs
-            filled += take
-        return out.reshape(n, *self.shape)
-
-
-def _dct_matrix(n: int) -> np.ndarray:
-    """Rows: the orthonormal DCT-II basis vectors of length n (float32)."""
-    k = np.arange(n)[:, None]
-    i = np.arange(n)[None, :]
-    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
-    m[0] /= math.sqrt(2.0)
-    return m.astype(np.float32)
+from probe.attacks.base import Answers, Attack, Points, Tracker, distance
+from probe.attacks.directions import unit_probes
+from probe.attacks.search import bisect, blend, check_start, gallop_down, linf_ball, noise_init
+from probe.validate import check_choice, check_int, check_real
 
 
 STEPS = ("sum", "geometric")
 
 
 class HSJA(Attack):
-    """HopSkipJumpAttack, L2 or Linf, untargeted (or targeted through ``x_init``).
+    """HopSkipJumpAttack, from "HopSkipJumpAttack: A Query-Efficient Decision-Based Attack"
+    (Jianbo Chen, Michael I. Jordan, Martin J. Wainwright; IEEE S&P 2020).
 
-    Parameters
-    ----------
-    norm : "l2" (default) or "linf".
-    gamma : float, default 1.0. Sets theta = gamma / d^1.5 (L2) or gamma / d^2 (Linf),
-        the bisection tolerance and the probe size.
-    max_num_evals : int, default 10000. Cap on the probes per iteration.
-    init_num_evals : int, default 100. Probes at iteration t: init_num_evals * sqrt(t).
-    max_init_tries : int, default 100. Random images tried to find a first adversarial.
-    max_halvings : int, default 20. Step-size halvings tried per iteration.
-    memory : float in [0, 1], default 1.0. Weight of the previous gradient estimate in
-        the accumulated one (0: the reference, fresh estimate at every iteration).
-    orthogonal : bool, default True. Orthonormal probe directions (False: i.i.d.
-        Gaussian, as in the reference).
-    fit_budget : bool, default True. Let the last iteration use what is left.
-    step : "sum" (default) or "geometric". "geometric": the reference step,
-        eps = dist / sqrt(t) along the estimate. "sum": eps is the distance from x_b to
-        the point at distance dist along the accumulated estimate, so that the new ray
-        follows the sum of all probe estimates (the optimal combination on a locally
-        flat boundary); halved until adversarial in both cases.
-    tol : float, default 1.0. Bisections stop at a relative precision tol * theta.
+    Untargeted (or targeted through ``x_init``); the improvements over the reference
+    code are listed in the module notes.
+
+    Distance measure: L2, Linf
+
+    Arguments:
+        norm (str): "l2" or "linf", the distance minimised. (Default: 'l2')
+        gamma (float): > 0; sets theta = gamma / d^1.5 (L2) or gamma / d^2 (Linf), the
+            bisection tolerance and the probe size. (Default: 1.0)
+        max_num_evals (int): >= 1, cap on the probes per iteration. (Default: 10000)
+        init_num_evals (int): >= 1; probes at iteration t: init_num_evals * sqrt(t).
+            (Default: 100)
+        max_init_tries (int): >= 1, random images tried to find a first adversarial.
+            (Default: 100)
+        max_halvings (int): >= 0, step-size halvings tried per iteration. (Default: 20)
+        memory (float): in [0, 1], weight of the previous gradient estimate in the
+            accumulated one (0: the reference, a fresh estimate at every iteration).
+            (Default: 1.0)
+        orthogonal (bool): orthonormal probe directions (False: i.i.d. Gaussian, as in
+            the reference). (Default: True)
+        fit_budget (bool): let the last iteration use what is left. (Default: True)
+        step (str): "sum" or "geometric". "geometric": the reference step,
+            eps = dist / sqrt(t) along the estimate. "sum": eps is the distance from x_b
+            to the point at distance dist along the accumulated estimate, so that the
+            new ray follows the sum of all probe estimates (the optimal combination on a
+            locally flat boundary); halved until adversarial in both cases.
+            (Default: 'sum')
+        tol (float): > 0; bisections stop at a relative precision tol * theta.
+            (Default: 1.0)
+
+    Shape:
+        - x0: (C, H, W), float32 in [0, 1] (any shape works).
+        - candidates: (k, C, H, W), float32 in [0, 1] (each answered by one boolean).
+        - returns: :class:`~probe.attacks.base.AttackOutcome` (best verified adversarial).
+
+    Examples::
+
+        >>> import numpy as np
+        >>> from probe.attacks import HSJA, run_attack
+        >>> w = np.random.default_rng(0).standard_normal((1, 8, 8))
+        >>> x0 = np.full((1, 8, 8), 0.5, dtype=np.float32)
+        >>> b = -float(w.ravel() @ x0.ravel()) - 0.1 * np.linalg.norm(w)
+        >>> oracle = lambda pts: (pts.reshape(len(pts), -1) @ w.ravel() + b) > 0
+        >>> outcome = run_attack(HSJA(), x0, oracle, budget=300, rng=np.random.default_rng(0))
+        >>> outcome.found, outcome.queries, outcome.norm
+        (True, 300, 'l2')
+        >>> optimum = abs(w.ravel() @ x0.ravel() + b) / np.linalg.norm(w)  # 0.1
+        >>> bool(optimum <= outcome.distance <= 1.15 * optimum)
+        True
+        >>> HSJA(norm="linf", memory=0.0)  # doctest: +ELLIPSIS
+        HSJA(norm='linf', gamma=1.0, max_num_evals=10000, ..., memory=0.0, ..., step='sum', tol=1.0)
     """
 
     name = "hsja"
+    norms = ("l2", "linf")
 
     def __init__(
         self,
+        *,
         norm: str = "l2",
         gamma: float = 1.0,
         max_num_evals: int = 10000,
@@ -153,28 +132,17 @@ class HSJA(Attack):
         step: str = "sum",
         tol: float = 1.0,
     ) -> None:
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        self.norm = norm
-        self.gamma = check_float("gamma", gamma, 0.0, math.inf)
+        self.norm = self._check_norm(norm)
+        self.gamma = check_real("gamma", gamma, 0.0, None, low_closed=False)
         self.max_num_evals = check_int("max_num_evals", max_num_evals, 1)
         self.init_num_evals = check_int("init_num_evals", init_num_evals, 1)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 1)
         self.max_halvings = check_int("max_halvings", max_halvings, 0)
-        self.memory = check_float("memory", memory, 0.0, 1.0, low_open=False)
+        self.memory = check_real("memory", memory, 0.0, 1.0)
         self.orthogonal = bool(orthogonal)
         self.fit_budget = bool(fit_budget)
-        if step not in STEPS:
-            raise ValueError(f"step must be one of {STEPS}, got {step!r}")
-        self.step = step
-        self.tol = check_float("tol", tol, 0.0, math.inf)
-
-    def __repr__(self) -> str:
-        return (
-            f"HSJA(norm={self.norm!r}, gamma={self.gamma}, max_num_evals={self.max_num_evals}, "
-            f"init_num_evals={self.init_num_evals}, memory={self.memory}, orthogonal={self.orthogonal}, "
-            f"step={self.step!r})"
-        )
+        self.step = check_choice("step", step, STEPS)
+        self.tol = check_real("tol", tol, 0.0, None, low_closed=False)
 
     # -- boundary search -------------------------------------------------------------
 
@@ -206,15 +174,17 @@ class HSJA(Attack):
         tol = 1e-9 * hi
         guess = None if expect is None or full == 0.0 else expect / full * hi
         if guess is not None and guess >= hi * (1.0 - rtol):
-            _, x_b = yield from gallop_down(tracker, point_at, hi, hi * rel, tol, x_hi=x_adv, rtol=rtol)
+            _, x_b = yield from gallop_down(tracker, point_at, hi, step=hi * rel, tol=tol, x_hi=x_adv, rtol=rtol)
         elif guess is not None and guess > tol:
             x_g = point_at(guess)
             if (yield from tracker.is_adversarial(x_g)):
-                _, x_b = yield from gallop_down(tracker, point_at, guess, guess * rel, tol, x_hi=x_g, rtol=rtol)
+                _, x_b = yield from gallop_down(
+                    tracker, point_at, guess, step=guess * rel, tol=tol, x_hi=x_g, rtol=rtol
+                )
             else:
-                _, x_b = yield from bisect(tracker, point_at, guess, hi, tol, x_hi=x_adv, rtol=rtol)
+                _, x_b = yield from bisect(tracker, point_at, guess, hi, tol=tol, x_hi=x_adv, rtol=rtol)
         else:
-            _, x_b = yield from bisect(tracker, point_at, 0.0, hi, tol, x_hi=x_adv, rtol=rtol)
+            _, x_b = yield from bisect(tracker, point_at, 0.0, hi, tol=tol, x_hi=x_adv, rtol=rtol)
         return x_b, distance(x_b, x0, self.norm)
 
     # -- main loop --------------------------------------------------------------------
@@ -228,16 +198,14 @@ class HSJA(Attack):
 
         x_adv = yield from check_start(tracker, x0, x_init)
         if x_adv is None:
-            x_adv = yield from noise_init(tracker, x0, rng, "uniform", max_tries=self.max_init_tries)
+            x_adv = yield from noise_init(tracker, x0, rng, kind="uniform", max_tries=self.max_init_tries)
         if x_adv is None:
             return
         x_b, dist = yield from self._to_boundary(tracker, x0, x_adv, theta, None, 0.1)
         if dist == 0.0:
             return
 
-        probes = None
-        if self.orthogonal and max(shape if len(shape) == 3 else (d,)) <= MAX_DCT_SIDE:
-            probes = OrthoProbes(shape, rng)
+        draw_probes = unit_probes(shape, rng, self.orthogonal)
         acc = np.zeros(d, dtype=np.float64)
         overhead = 20  # queries per iteration outside the probes (step + bisection), measured below
         rel = 0.1
@@ -259,12 +227,7 @@ class HSJA(Attack):
                 if left - n_t < n_next + overhead:
                     n_t = min(max(left, 1), self.max_num_evals)
             n_t = max(1, min(n_t, tracker.remaining))
-            if probes is not None:
-                pts = probes.draw(n_t)
-            else:
-                pts = rng.standard_normal((n_t, *shape), dtype=np.float32)
-                norms = np.linalg.norm(pts.reshape(n_t, -1), axis=1).reshape(-1, *([1] * len(shape)))
-                pts /= np.maximum(norms, np.float32(1e-12))
+            pts = draw_probes(n_t)  # unit directions
             pts *= np.float32(delta)
             pts += x_b[None]
             np.clip(pts, 0.0, 1.0, out=pts)

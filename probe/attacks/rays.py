@@ -27,33 +27,61 @@ from typing import Callable, Generator
 import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker
-from probe.attacks.search import check_float, check_int, check_start, gallop_down
+from probe.attacks.search import check_start, gallop_down
+from probe.validate import check_int, check_real
 
 
 class RayS(Attack):
-    """RayS, Linf, untargeted (or targeted through ``x_init``).
+    """RayS, from "RayS: A Ray Searching Method for Hard-label Adversarial Attack"
+    (Jinghui Chen, Quanquan Gu; KDD 2020).
 
-    Parameters
-    ----------
-    norm : "linf" only (RayS is an Linf attack).
-    rtol : float, default 1e-3. Relative precision of the radius bisections.
-    line_steps : int, default 10. The initial line search tries r = k / line_steps.
-    max_init_tries : int, default 20. Random sign vectors tried when neither all +1 nor
-        all -1 gives an adversarial ray.
+    Untargeted (or targeted through ``x_init``); the search is described in the module
+    notes. The best point is kept by Linf; its L2 distortion is the caller's to compute.
+
+    Distance measure: Linf
+
+    Arguments:
+        norm (str): "linf" only (RayS is an Linf attack). (Default: 'linf')
+        rtol (float): in (0, 1), relative precision of the radius bisections.
+            (Default: 0.001)
+        line_steps (int): >= 1; the initial line search tries r = r_max k / line_steps,
+            k = 1..line_steps. (Default: 10)
+        max_init_tries (int): >= 0, random sign vectors tried when neither all +1 nor
+            all -1 gives an adversarial ray. (Default: 20)
+
+    Shape:
+        - x0: (C, H, W), float32 in [0, 1] (any shape works).
+        - candidates: (k, C, H, W), float32 in [0, 1] (each answered by one boolean).
+        - returns: :class:`~probe.attacks.base.AttackOutcome` (best verified adversarial).
+
+    Examples::
+
+        >>> import numpy as np
+        >>> from probe.attacks import RayS, run_attack
+        >>> w = np.random.default_rng(0).standard_normal((1, 8, 8))
+        >>> x0 = np.full((1, 8, 8), 0.5, dtype=np.float32)
+        >>> b = -float(w.ravel() @ x0.ravel()) - 0.02 * np.abs(w).sum()
+        >>> oracle = lambda pts: (pts.reshape(len(pts), -1) @ w.ravel() + b) > 0
+        >>> outcome = run_attack(RayS(), x0, oracle, budget=1000, rng=np.random.default_rng(0))
+        >>> outcome.found, outcome.queries, outcome.norm
+        (True, 1000, 'linf')
+        >>> optimum = abs(w.ravel() @ x0.ravel() + b) / np.abs(w).sum()  # Linf optimum: 0.02
+        >>> bool(optimum <= outcome.distance <= 1.05 * optimum)
+        True
+        >>> RayS(rtol=0.01)
+        RayS(norm='linf', rtol=0.01, line_steps=10, max_init_tries=20)
     """
 
     name = "rays"
-    norm = "linf"
+    norms = ("linf",)
 
-    def __init__(self, norm: str = "linf", rtol: float = 1e-3, line_steps: int = 10, max_init_tries: int = 20) -> None:
-        if norm != "linf":
-            raise ValueError(f"RayS is an Linf attack: norm must be 'linf', got {norm!r}")
-        self.rtol = check_float("rtol", rtol, 0.0, 1.0, high_open=True)
+    def __init__(
+        self, *, norm: str = "linf", rtol: float = 1e-3, line_steps: int = 10, max_init_tries: int = 20
+    ) -> None:
+        self.norm = self._check_norm(norm)
+        self.rtol = check_real("rtol", rtol, 0.0, 1.0, low_closed=False, high_closed=False)
         self.line_steps = check_int("line_steps", line_steps, 1)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 0)
-
-    def __repr__(self) -> str:
-        return f"RayS(rtol={self.rtol}, line_steps={self.line_steps}, max_init_tries={self.max_init_tries})"
 
     def _search(
         self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
@@ -74,7 +102,7 @@ class RayS(Attack):
             """Boundary radius of direction s below the adversarial radius hi."""
             return (
                 yield from gallop_down(
-                    tracker, ray(s), hi, step, 0.0, x_hi=x_hi, rtol=self.rtol, max_steps=64
+                    tracker, ray(s), hi, step=step, tol=0.0, x_hi=x_hi, rtol=self.rtol, max_steps=64
                 )
             )
 

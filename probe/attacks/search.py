@@ -3,7 +3,8 @@
 All helpers are generators over a :class:`~probe.attacks.base.Tracker`: every
 point they look at is a query, charged to the budget. They never assume that a
 re-queried point keeps its answer (the oracle may be randomized), never loop
-without a bound, and always keep the *adversarial* end of a bracket.
+without a bound, and always keep the *adversarial* end of a bracket. Their knobs
+are keyword-only. Parameter validation lives in :mod:`probe.validate`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Callable, Generator
 import numpy as np
 
 from probe.attacks.base import Answers, Points, Tracker
+from probe.errors import ProbeError
+from probe.validate import check_choice
 
 PointAt = Callable[[float], np.ndarray]
 BisectGen = Generator[Points, Answers, "tuple[float, np.ndarray]"]
@@ -44,6 +47,7 @@ def bisect(
     point_at: PointAt,
     lo: float,
     hi: float,
+    *,
     tol: float,
     guess: float | None = None,
     x_hi: np.ndarray | None = None,
@@ -88,6 +92,7 @@ def gallop_down(
     tracker: Tracker,
     point_at: PointAt,
     hi: float,
+    *,
     step: float,
     tol: float,
     x_hi: np.ndarray | None = None,
@@ -121,13 +126,14 @@ def gallop_down(
     if lo is None:
         return hi, x_hi
     left = max(max_steps - steps, 0)
-    return (yield from bisect(tracker, point_at, lo, hi, tol, x_hi=x_hi, max_steps=left, rtol=rtol))
+    return (yield from bisect(tracker, point_at, lo, hi, tol=tol, x_hi=x_hi, max_steps=left, rtol=rtol))
 
 
 def noise_init(
     tracker: Tracker,
     x0: np.ndarray,
     rng: np.random.Generator,
+    *,
     kind: str = "uniform",
     scale: float = 0.5,
     max_tries: int = 100,
@@ -139,16 +145,15 @@ def noise_init(
     every 10 failures so that a robust point still gets a chance.
     Returns the first adversarial point, or None.
     """
+    check_choice("kind", kind, ("uniform", "gaussian"))
     s = float(scale)
     for i in range(max_tries):
         if kind == "uniform":
             x = rng.random(x0.shape, dtype=np.float32)
-        elif kind == "gaussian":
+        else:  # "gaussian"
             if i and i % 10 == 0:
                 s *= 1.5
             x = np.clip(x0 + np.float32(s) * rng.standard_normal(x0.shape, dtype=np.float32), 0.0, 1.0)
-        else:
-            raise ValueError(f"unknown init kind {kind!r}")
         if (yield from tracker.is_adversarial(x)):
             return x
     return None
@@ -162,7 +167,7 @@ def check_start(
         return None
     x = np.clip(np.asarray(x_init, dtype=np.float32), 0.0, 1.0)
     if x.shape != x0.shape:
-        raise ValueError(f"x_init must have the shape of x0 {x0.shape}, got {x.shape}")
+        raise ProbeError(f"x_init must have the shape of x0 {x0.shape}, got {x.shape}")
     if (yield from tracker.is_adversarial(x)):
         return x
     return None
@@ -174,25 +179,3 @@ def unit(v: np.ndarray) -> np.ndarray:
     if not np.isfinite(n) or n == 0.0:
         return v
     return (v / n).astype(np.float32)
-
-
-def check_int(name: str, value, minimum: int) -> int:
-    """Validate an integer parameter (ValueError with a clear message)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_float(name: str, value, low: float, high: float, low_open: bool = True, high_open: bool = False) -> float:
-    """Validate a real parameter in an interval (ValueError with a clear message)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    ok = np.isfinite(v) if np.isfinite(high) else not np.isnan(v)
-    ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lb = "(" if low_open else "["
-        hb = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lb}{low}, {high}{hb}, got {value!r}")
-    return v

@@ -5,8 +5,9 @@ random 2-D planes and keeps the rotations that stay adversarial and get closer.
 
 1. Start: ``x_init``, or ``clip(x0 + 0.5 N(0, I))`` until misclassified (bounded), then a
    boundary search on the blend toward x0 (the "boost": 0.8 of the way first).
-2. A new direction v from the DCT domain (``scipy.fft.idctn`` on each channel): the
-   low-frequency band is the first ``freq_ratio`` of each channel's zig-zag order, its
+2. A new direction v from the DCT domain (``scipy.fft.idctn`` on each channel; the
+   generators are in :mod:`probe.attacks.directions`): the low-frequency band is the
+   first ``freq_ratio`` of each channel's zig-zag order, its
    coefficients weighted by a function of the original image's DCT (constant 1 by
    default). ``directions="ternary"`` is the paper's draw: random {-1, 0, +1}
    coefficients on the band, then Gram-Schmidt against ``u = unit(x_b - x0)`` and the
@@ -53,120 +54,89 @@ import math
 from typing import Generator
 
 import numpy as np
-from scipy import fft
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
-from probe.attacks.search import (
-    bisect,
-    blend,
-    check_float,
-    check_int,
-    check_start,
-    gallop_down,
-    noise_init,
-)
+from probe.attacks.directions import BandBasis, PastDirections, band_bases
+from probe.attacks.directions import zigzag_mask as zigzag_mask  # re-exported
+from probe.attacks.search import bisect, blend, check_start, gallop_down, noise_init
+from probe.validate import check_choice, check_int, check_real
 
 BANDS = ("low", "full", "adaptive")
 WEIGHTINGS = ("constant", "tanh")
 DIRECTIONS = ("orthogonal", "ternary")
 
 
-def zigzag_mask(h: int, w: int, ratio: float) -> np.ndarray:
-    """Boolean (h, w) mask of the first ``ratio`` of the coefficients in zig-zag order."""
-    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    s = i + j
-    key = s * (h + w) + np.where(s % 2 == 0, j, i)  # alternate direction along anti-diagonals
-    order = np.argsort(key.ravel(), kind="stable")
-    keep = max(1, int(round(ratio * h * w)))
-    mask = np.zeros(h * w, dtype=bool)
-    mask[order[:keep]] = True
-    return mask.reshape(h, w)
-
-
-class BandBasis:
-    """Unit directions whose DCT coefficients live on one band (a set of coefficients).
-
-    "orthogonal": coefficient vectors from a random orthonormal basis of the band
-    (random signs times the DCT-II basis of length m, in a random order), so that
-    successive draws are exactly orthogonal; a new basis is drawn after m draws.
-    "ternary": random {-1, 0, +1} coefficients (the paper).
-    The coefficients are multiplied by ``weights`` and mapped back by an inverse DCT.
-    """
-
-    def __init__(self, index: np.ndarray, weights: np.ndarray, shape3: tuple[int, int, int], kind: str) -> None:
-        self.index = index  # flat indices into the (C, H, W) coefficient array
-        w = weights[index]
-        self.weights = None if np.all(w == 1.0) else w.astype(np.float32)  # None: constant weighting
-        self.shape3 = shape3
-        self.kind = kind
-        self.m = int(index.size)
-        self.order = None
-        self.pos = 0
-        self.signs = None
-        self.odd = None
-        self.coef = np.zeros(int(np.prod(shape3)), dtype=np.float32)  # zero off the band, reused
-
-    def draw(self, rng: np.random.Generator) -> np.ndarray:
-        m = self.m
-        if self.kind == "ternary":
-            vals = rng.integers(-1, 2, size=m).astype(np.float32)
-        else:
-            if self.order is None or self.pos >= m:
-                self.order = rng.permutation(m)
-                self.signs = (rng.integers(0, 2, size=m) * 2 - 1).astype(np.float32)
-                self.pos = 0
-            k = int(self.order[self.pos])
-            self.pos += 1
-            if self.odd is None:
-                self.odd = 2 * np.arange(m, dtype=np.int64) + 1
-            # cos(pi (2j + 1) k / 2m), the phase reduced exactly modulo 4m (integers), then
-            # a float32 cos of an angle in [0, 2 pi)
-            phase = (self.odd * k) % (4 * m)
-            vals = phase.astype(np.float32)
-            vals *= np.float32(np.pi / (2 * m))
-            np.cos(vals, out=vals)
-            vals *= np.float32(math.sqrt((1.0 if k == 0 else 2.0) / m))
-            vals *= self.signs
-        if self.weights is not None:
-            vals *= self.weights
-        self.coef[self.index] = vals
-        v = fft.idctn(self.coef.reshape(self.shape3), axes=(-2, -1), norm="ortho", workers=1)
-        return np.asarray(v, dtype=np.float32).ravel()
-
-
 class SurFree(Attack):
-    """SurFree, L2, untargeted (or targeted through ``x_init``).
+    """SurFree, from "SurFree: a fast surrogate-free black-box attack"
+    (Thibault Maho, Teddy Furon, Erwan Le Merrer; CVPR 2021).
 
-    Parameters
-    ----------
-    norm : "l2" only (SurFree is an L2 attack).
-    theta_max : float, default 30. Initial maximal rotation angle, in degrees.
-    rho : float in (0, 1), default 0.98. theta_max *= rho on failure, /= rho on success.
-    T : int, default 1. Angles tried per direction: +-theta_max * k / T, k = T..1.
-    n_ortho : int, default 100. Past directions a new one is made orthogonal to by
-        Gram-Schmidt, with ``directions="ternary"`` (orthogonal ones need none).
-    bs_gamma : float in (0, 1], default 0.01. The angle bisection stops when the bracket
-        is narrower than bs_gamma times the angle.
-    bs_max_iter : int, default 0. Maximal angle-bisection steps per accepted direction
-        (the reference uses 7-10; see the module notes for why 0 is stronger).
-    freq_ratio : float in (0, 1], default 0.5. Low-frequency band: this fraction of each
-        channel's DCT coefficients in zig-zag order.
-    weighting : "constant" (default) or "tanh": the function of the original image's DCT
-        that weights the coefficients (tanh(|DCT(x0)| / mean over the band)).
-    band : "adaptive" (default), "low" (the paper) or "full".
-    directions : "orthogonal" (default) or "ternary" (the paper's draw).
-    interpolation : bool, default False. The paper's interpolation step after each
-        accepted rotation (two boundary searches; for curved boundaries).
-    init_scale : float, default 0.5. Standard deviation of the starting noise.
-    max_init_tries : int, default 100. Noisy images tried to find a first adversarial.
-    init_tol : float in (0, 1], default 1e-4. Relative precision of the first boundary search.
+    Untargeted (or targeted through ``x_init``); the steps and the default choices are
+    explained in the module notes.
+
+    Distance measure: L2
+
+    Arguments:
+        norm (str): "l2" only (SurFree is an L2 attack). (Default: 'l2')
+        theta_max (float): in (0, 90), initial maximal rotation angle, in degrees.
+            (Default: 30.0)
+        rho (float): in (0, 1); theta_max *= rho on failure, /= rho on success.
+            (Default: 0.98)
+        T (int): >= 1, angles tried per direction: +-theta_max * k / T, k = T..1.
+            (Default: 1)
+        n_ortho (int): >= 0, past directions a new one is made orthogonal to by
+            Gram-Schmidt, with ``directions="ternary"`` (orthogonal ones need none).
+            (Default: 100)
+        bs_gamma (float): in (0, 1]; the angle bisection stops when the bracket is
+            narrower than bs_gamma times the angle. (Default: 0.01)
+        bs_max_iter (int): >= 0, maximal angle-bisection steps per accepted direction
+            (the reference uses 7-10; see the module notes for why 0 is stronger).
+            (Default: 0)
+        freq_ratio (float): in (0, 1], the low-frequency band: this fraction of each
+            channel's DCT coefficients in zig-zag order. (Default: 0.5)
+        weighting (str): "constant" or "tanh": the function of the original image's DCT
+            that weights the coefficients (tanh(|DCT(x0)| / mean over the band)).
+            (Default: 'constant')
+        band (str): "adaptive", "low" (the paper) or "full". (Default: 'adaptive')
+        directions (str): "orthogonal" or "ternary" (the paper's draw).
+            (Default: 'orthogonal')
+        interpolation (bool): the paper's interpolation step after each accepted
+            rotation (two boundary searches; for curved boundaries). (Default: False)
+        init_scale (float): > 0, standard deviation of the starting noise.
+            (Default: 0.5)
+        max_init_tries (int): >= 1, noisy images tried to find a first adversarial.
+            (Default: 100)
+        init_tol (float): in (0, 1], relative precision of the first boundary search.
+            (Default: 0.0001)
+
+    Shape:
+        - x0: (C, H, W), float32 in [0, 1] (other shapes are searched as (1, 1, d)).
+        - candidates: (k, C, H, W), float32 in [0, 1] (each answered by one boolean).
+        - returns: :class:`~probe.attacks.base.AttackOutcome` (best verified adversarial).
+
+    Examples::
+
+        >>> import numpy as np
+        >>> from probe.attacks import SurFree, run_attack
+        >>> w = np.random.default_rng(0).standard_normal((1, 8, 8))
+        >>> x0 = np.full((1, 8, 8), 0.5, dtype=np.float32)
+        >>> b = -float(w.ravel() @ x0.ravel()) - 0.1 * np.linalg.norm(w)
+        >>> oracle = lambda pts: (pts.reshape(len(pts), -1) @ w.ravel() + b) > 0
+        >>> outcome = run_attack(SurFree(), x0, oracle, budget=300, rng=np.random.default_rng(0))
+        >>> outcome.found, outcome.queries, outcome.norm
+        (True, 300, 'l2')
+        >>> optimum = abs(w.ravel() @ x0.ravel() + b) / np.linalg.norm(w)  # 0.1
+        >>> bool(optimum <= outcome.distance <= 1.3 * optimum)
+        True
+        >>> SurFree(band="low").params()["band"]
+        'low'
     """
 
     name = "surfree"
-    norm = "l2"
+    norms = ("l2",)
 
     def __init__(
         self,
+        *,
         norm: str = "l2",
         theta_max: float = 30.0,
         rho: float = 0.98,
@@ -183,58 +153,27 @@ class SurFree(Attack):
         max_init_tries: int = 100,
         init_tol: float = 1e-4,
     ) -> None:
-        if norm != "l2":
-            raise ValueError(f"SurFree is an L2 attack: norm must be 'l2', got {norm!r}")
-        self.theta_max = check_float("theta_max", theta_max, 0.0, 90.0, high_open=True)
-        self.rho = check_float("rho", rho, 0.0, 1.0, high_open=True)
+        self.norm = self._check_norm(norm)
+        self.theta_max = check_real("theta_max", theta_max, 0.0, 90.0, low_closed=False, high_closed=False)
+        self.rho = check_real("rho", rho, 0.0, 1.0, low_closed=False, high_closed=False)
         self.T = check_int("T", T, 1)
         self.n_ortho = check_int("n_ortho", n_ortho, 0)
-        self.bs_gamma = check_float("bs_gamma", bs_gamma, 0.0, 1.0)
+        self.bs_gamma = check_real("bs_gamma", bs_gamma, 0.0, 1.0, low_closed=False)
         self.bs_max_iter = check_int("bs_max_iter", bs_max_iter, 0)
-        self.freq_ratio = check_float("freq_ratio", freq_ratio, 0.0, 1.0)
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        self.weighting = weighting
-        if band not in BANDS:
-            raise ValueError(f"band must be one of {BANDS}, got {band!r}")
-        self.band = band
-        if directions not in DIRECTIONS:
-            raise ValueError(f"directions must be one of {DIRECTIONS}, got {directions!r}")
-        self.directions = directions
+        self.freq_ratio = check_real("freq_ratio", freq_ratio, 0.0, 1.0, low_closed=False)
+        self.weighting = check_choice("weighting", weighting, WEIGHTINGS)
+        self.band = check_choice("band", band, BANDS)
+        self.directions = check_choice("directions", directions, DIRECTIONS)
         self.interpolation = bool(interpolation)
-        self.init_scale = check_float("init_scale", init_scale, 0.0, math.inf)
+        self.init_scale = check_real("init_scale", init_scale, 0.0, None, low_closed=False)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 1)
-        self.init_tol = check_float("init_tol", init_tol, 0.0, 1.0)
-
-    def __repr__(self) -> str:
-        return (
-            f"SurFree(theta_max={self.theta_max}, rho={self.rho}, T={self.T}, n_ortho={self.n_ortho}, "
-            f"bs_max_iter={self.bs_max_iter}, freq_ratio={self.freq_ratio}, band={self.band!r}, "
-            f"directions={self.directions!r}, interpolation={self.interpolation})"
-        )
+        self.init_tol = check_real("init_tol", init_tol, 0.0, 1.0, low_closed=False)
 
     # -- directions ---------------------------------------------------------------
 
     def _bases(self, x0: np.ndarray) -> list[BandBasis]:
-        """The direction generators: one per band arm."""
-        img = x0 if x0.ndim == 3 else x0.reshape(1, 1, -1)
-        shape3 = img.shape
-        c, h, w = shape3
-        low = np.broadcast_to(zigzag_mask(h, w, self.freq_ratio), shape3).ravel()
-        if self.weighting == "tanh":
-            mag = np.abs(fft.dctn(img.astype(np.float64), axes=(-2, -1), norm="ortho")).ravel()
-            scale = float(mag[low].mean()) if low.any() else 1.0
-            weights = np.tanh(mag / max(scale, 1e-12))
-        else:
-            weights = np.ones(low.size)
-        all_idx = np.arange(low.size)
-        if self.band == "low":
-            sets = [all_idx[low]]
-        elif self.band == "full":
-            sets = [all_idx]
-        else:
-            sets = [s for s in (all_idx[low], all_idx[~low]) if s.size]
-        return [BandBasis(s, weights, shape3, self.directions) for s in sets]
+        """The direction generators: one per band arm (see :func:`~probe.attacks.directions.band_bases`)."""
+        return band_bases(x0, self.freq_ratio, self.weighting, self.band, self.directions)
 
     # -- main loop ------------------------------------------------------------------
 
@@ -246,17 +185,19 @@ class SurFree(Attack):
 
         x_adv = yield from check_start(tracker, x0, x_init)
         if x_adv is None:
-            x_adv = yield from noise_init(tracker, x0, rng, "gaussian", self.init_scale, self.max_init_tries)
+            x_adv = yield from noise_init(
+                tracker, x0, rng, kind="gaussian", scale=self.init_scale, max_tries=self.max_init_tries
+            )
         if x_adv is None:
             return
         # boost: a blend 0.8 of the way is usually still adversarial; then bisect
-        _, x_b = yield from bisect(tracker, blend(x0, x_adv), 0.0, 1.0, 0.0, guess=0.8, x_hi=x_adv, rtol=self.init_tol)
+        _, x_b = yield from bisect(
+            tracker, blend(x0, x_adv), 0.0, 1.0, tol=0.0, guess=0.8, x_hi=x_adv, rtol=self.init_tol
+        )
         x0f = x0.ravel()
         bases = self._bases(x0)
         theta_max = math.radians(self.theta_max)
-        gram = self.directions == "ternary" and self.n_ortho > 0
-        history = np.zeros((self.n_ortho, d), dtype=np.float32) if gram else None
-        n_hist = 0
+        past = PastDirections(self.n_ortho if self.directions == "ternary" else 0, d)
         # Thompson sampling between the bands: Beta(wins, losses) per band
         wins = np.ones(len(bases))
         losses = np.ones(len(bases))
@@ -271,14 +212,8 @@ class SurFree(Attack):
 
             # 1. new direction, orthogonal to u (and, for ternary draws, to the history)
             arm = 0 if len(bases) == 1 else int(np.argmax(rng.beta(wins, losses)))
-            v = bases[arm].draw(rng)
-            for _ in range(2 if gram else 1):  # twice: Gram-Schmidt is not stable in one pass
-                if gram and n_hist:
-                    hist = history[: min(n_hist, self.n_ortho)]
-                    v -= (hist @ v) @ hist
-                v -= np.float32(np.dot(u, v)) * u
-            nv = math.sqrt(float(np.dot(v, v)))
-            if not np.isfinite(nv) or nv < 1e-6:
+            v = past.unit_orthogonal(bases[arm].draw(rng), u)
+            if v is None:
                 # no direction left besides u (tiny d): this iteration asked nothing, so
                 # bound the retries instead of looping for ever
                 dry += 1
@@ -286,10 +221,6 @@ class SurFree(Attack):
                     return
                 continue
             dry = 0
-            v /= np.float32(nv)
-            if gram:
-                history[n_hist % self.n_ortho] = v
-                n_hist += 1
 
             def z(theta: float, u=u, v=v, D=D) -> np.ndarray:
                 c = D * math.cos(theta)
@@ -327,7 +258,7 @@ class SurFree(Attack):
                     lambda a: z(sgn * (upper - a)),
                     0.0,
                     upper - lo_abs,
-                    self.bs_gamma * lo_abs,
+                    tol=self.bs_gamma * lo_abs,
                     x_hi=x_th,
                     max_steps=self.bs_max_iter,
                 )
@@ -370,7 +301,12 @@ class SurFree(Attack):
             return None
         r_flat = D * math.cos(theta) / math.cos(half)  # where a flat boundary would cross this ray
         hi, _ = yield from gallop_down(
-            tracker, lambda a: ray(half, a * r_circ), 1.0, max(1.0 - r_flat / r_circ, 1e-3), 1e-4, x_hi=x_half
+            tracker,
+            lambda a: ray(half, a * r_circ),
+            1.0,
+            step=max(1.0 - r_flat / r_circ, 1e-3),
+            tol=1e-4,
+            x_hi=x_half,
         )
         r_half = hi * r_circ
         # parabola through (0, 1/D), (theta/2, 1/r_half), (theta, 1/(D cos theta)) in s = psi / theta
@@ -389,5 +325,7 @@ class SurFree(Attack):
         x_start = ray(psi, r_start)
         if not (yield from tracker.is_adversarial(x_start)):
             return None
-        _, x_i = yield from gallop_down(tracker, lambda a: ray(psi, a * r_start), 1.0, 0.05, 1e-4, x_hi=x_start)
+        _, x_i = yield from gallop_down(
+            tracker, lambda a: ray(psi, a * r_start), 1.0, step=0.05, tol=1e-4, x_hi=x_start
+        )
         return x_i
