@@ -30,7 +30,7 @@ x = np.random.default_rng(0).random((1, *runtime.input_shape), dtype=np.float32)
 runtime.labels(x)  # warm the session up
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-rec = certify_images(SmoothedClassifier(runtime, 0.25, n), ImageSet(x, ["x"], np.array([-1])), 100, n, 0.001, seed=0)[0]
+rec = certify_images(SmoothedClassifier(runtime, 0.25, n), ImageSet(x, ["x"], np.array([-1])), n0=100, n=n, alpha=0.001, seed=0)[0]
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"model": path, "n": n, "batch_size": batch, "rss_before_mb": before / 1024,
@@ -56,7 +56,8 @@ def tiny_imagenet_model(path: Path) -> Path:
         helper.make_node("MatMul", ["f", "fc"], ["logits"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny224",
+        nodes,
+        "tiny224",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(fc, "fc")],
@@ -80,8 +81,9 @@ def main(argv=None) -> int:
             from probe.zoo import resolve_model
 
             path = resolve_model(args.model)
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.n), str(args.batch_size)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path), str(args.n), str(args.batch_size)], capture_output=True, text=True
+        )
     if proc.returncode:
         sys.stderr.write(proc.stderr)
         return proc.returncode

@@ -3,49 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from probe.cli import app
 from probe.data import load_images
 from probe.errors import ProbeError
-from tests.onnx_models import linear_weights, save_linear
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    w, b = linear_weights((3, 16, 16), seed=1)
-    model = save_linear(root / "lin.onnx", w, b)
-    folder = root / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    rows = ["file,label"]
-    for i in range(6):
-        arr = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
-        Image.fromarray(arr).save(folder / f"img{i}.png")
-        x = np.asarray(arr, np.float32).transpose(2, 0, 1) / 255.0
-        rows.append(f"img{i}.png,{int(np.dot(w.ravel(), x.ravel()) + b > 0)}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
-    (folder / "broken.png").write_bytes(b"not an image")
-    return model, folder
-
-
-def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result
-
-
-def run_main(*args):
-    """Through the real entry point (error handling included), in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "probe", *map(str, args)], capture_output=True, text=True, timeout=120
-    )
+def setup(make_linear):
+    lin = make_linear((3, 16, 16), seed=1, images=6, image_seed=0)
+    (lin.folder / "broken.png").write_bytes(b"not an image")
+    return lin.model, lin.folder
 
 
 def test_load_images_skips_unreadable_and_reads_labels(setup):
@@ -81,9 +52,9 @@ def test_imagenet_val_names_map_to_labels():
     assert imagenet_val_label("cat.jpg") is None
 
 
-def test_predict_json(setup):
+def test_predict_json(setup, run_cli):
     model, folder = setup
-    result = run("predict", "--model", model, "--images", folder, "--sigma", 0.01, "--n", 50, "--json")
+    result = run_cli("predict", "--model", model, "--images", folder, "--sigma", 0.01, "--n", 50, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert len(data["images"]) == 6
@@ -92,17 +63,17 @@ def test_predict_json(setup):
         assert rec["vote"] in (0, 1) and 25 <= rec["top_votes"] <= 50
 
 
-def test_accuracy_json(setup):
+def test_accuracy_json(setup, run_cli):
     model, folder = setup
-    result = run("accuracy", "--model", model, "--images", folder, "--sigma", 0.0, "--json")
+    result = run_cli("accuracy", "--model", model, "--images", folder, "--sigma", 0.0, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["plain"] == 1.0 and data["smoothed_vote"] == 1.0 and data["n"] == 1
 
 
-def test_certify_json(setup):
+def test_certify_json(setup, run_cli):
     model, folder = setup
-    result = run("certify", "--model", model, "--images", folder, "--sigma", 0.1, "--n", 500, "--json")
+    result = run_cli("certify", "--model", model, "--images", folder, "--sigma", 0.1, "--n", 500, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["runs"][0]
     curve = data["certified_accuracy"]
@@ -111,9 +82,9 @@ def test_certify_json(setup):
         assert rec["abstain"] or rec["radius"] > 0
 
 
-def test_info_json(setup):
+def test_info_json(setup, run_cli):
     model, _ = setup
-    result = run("info", "--model", model, "--json", "--seconds", 0.2)
+    result = run_cli("info", "--model", model, "--json", "--seconds", 0.2)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["num_classes"] == 2 and "CPUExecutionProvider" in data["providers"]
@@ -130,7 +101,7 @@ def test_info_json(setup):
         (["predict", "--mean", "a,b,c"], "--mean"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(setup, args, message):
+def test_bad_input_is_one_line_and_exit_2(setup, run_main, args, message):
     model, folder = setup
     if "--model" not in args:
         args = [args[0], "--model", str(model), *(["--images", str(folder)] if "--images" not in args else []), *args[1:]]
@@ -140,7 +111,7 @@ def test_bad_input_is_one_line_and_exit_2(setup, args, message):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_corrupt_model_file_exit_2(tmp_path):
+def test_corrupt_model_file_exit_2(tmp_path, run_main):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"garbage" * 100)
     result = run_main("info", "--model", junk)

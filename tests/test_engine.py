@@ -11,7 +11,6 @@ from probe.engine import Engine, Job
 from probe.oracle import Criterion, Oracle
 from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
-from tests.onnx_models import linear_weights, save_linear
 
 
 def _requests(x0: np.ndarray, sizes: list[int], log: list):
@@ -27,7 +26,7 @@ def _run(path, batch: int, n: int, sizes_per_job: list[list[int]], sigma: float 
     jobs = [
         Job(
             _requests(np.full((3, 8, 8), 0.2 + 0.01 * (i % 50), np.float32), sizes, logs[i]),
-            Oracle(clf, Criterion(0), 10**6, np.random.default_rng([3, i])),
+            Oracle(clf, Criterion(0), budget=10**6, rng=np.random.default_rng([3, i])),
         )
         for i, sizes in enumerate(sizes_per_job)
     ]
@@ -38,9 +37,8 @@ def _run(path, batch: int, n: int, sizes_per_job: list[list[int]], sigma: float 
 
 
 @pytest.fixture(scope="module")
-def linear_path(tmp_path_factory):
-    w, b = linear_weights((3, 8, 8), seed=2)
-    return save_linear(tmp_path_factory.mktemp("engine") / "l.onnx", w, b)
+def linear_path(make_linear):
+    return make_linear((3, 8, 8), seed=2).model
 
 
 @pytest.mark.parametrize("n", [1, 3])

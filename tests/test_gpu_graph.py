@@ -17,16 +17,15 @@ from scipy import stats
 from probe.smoothing.graph import KEYS, SIGMA, _Builder, add_squares32, noise_model, squares32_reference
 from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
-from tests.onnx_models import linear_weights, margin, save_linear
+from tests.onnx_models import margin
 
 CPU = ["CPUExecutionProvider"]
 
 
 @pytest.fixture(scope="module")
-def linear(tmp_path_factory):
-    w, b = linear_weights((3, 8, 8), seed=3)
-    path = save_linear(tmp_path_factory.mktemp("lin") / "linear.onnx", w, b)
-    return path, w, b
+def linear(make_linear):
+    lin = make_linear((3, 8, 8), seed=3)
+    return lin.model, lin.w, lin.b
 
 
 def point_at(w: np.ndarray, m: float) -> np.ndarray:

@@ -115,17 +115,15 @@ def test_points_are_added_row_by_row():
     np.testing.assert_allclose(with_base, noise + base[index], rtol=0, atol=1e-6)
 
 
-def test_engine_cuts_requests_without_changing_the_answers(tmp_path):
+def test_engine_cuts_requests_without_changing_the_answers(make_linear):
     """The engine cuts requests at point boundaries to fill batches; each job's noise
     stream is consumed in order, so its answers do not depend on the batch size."""
     from probe.engine import Engine, Job
     from probe.oracle import Criterion, Oracle
     from probe.smoothing import SmoothedClassifier
     from probe.runtime import Runtime
-    from tests.onnx_models import linear_weights, save_linear
 
-    w, b = linear_weights((3, 8, 8), seed=5)
-    path = save_linear(tmp_path / "l.onnx", w, b)
+    path = make_linear((3, 8, 8), seed=5).model
 
     def fake_attack(x0, rng, log):
         for k in (1, 5, 9, 2, 7, 1, 1):
@@ -140,7 +138,7 @@ def test_engine_cuts_requests_without_changing_the_answers(tmp_path):
         jobs = [
             Job(
                 fake_attack(np.full((3, 8, 8), 0.3 + 0.08 * i, np.float32), np.random.default_rng([1, i]), logs[i]),
-                Oracle(clf, Criterion(0), 100, np.random.default_rng([2, i])),
+                Oracle(clf, Criterion(0), budget=100, rng=np.random.default_rng([2, i])),
             )
             for i in range(6)
         ]

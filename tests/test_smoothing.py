@@ -48,8 +48,27 @@ def two_sided_half_pvalue(c1: int, c2: int) -> float:
 # --------------------------------------------------------------------------- #
 
 
-def test_abstain_constant_is_not_a_class():
-    assert ABSTAIN == -1
+def test_abstain_is_one_value_that_is_never_a_class_index():
+    # a tie, 10/10 at alpha = 0.001 (too few votes to pass the test), and CERTIFY below 1/2
+    abstained = {
+        predict(np.array([5, 5]), 0.05),
+        predict(np.array([10, 0]), 0.001),
+        predict(np.array([0, 0, 10]), 0.001),
+        predict_sampled(lambda k: np.array([0, k]), 10, 0.001),
+        certify(np.array([60, 40]), np.array([52, 48]), 0.5, 0.001)[0],
+    }
+    assert abstained == {ABSTAIN}
+    assert isinstance(ABSTAIN, int) and ABSTAIN < 0  # outside range(k) for every number of classes k
+    assert all(ABSTAIN not in range(k) for k in range(1, 1001))
+    # the same counts with one vote more (11/11) decide, and name a real class
+    assert predict(np.array([0, 0, 11]), 0.001) == 2 != ABSTAIN
+
+
+@settings(max_examples=100, deadline=None)
+@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=6).filter(any), alpha=st.sampled_from([0.001, 0.05, 0.3]))
+def test_predict_returns_a_class_index_or_abstain(counts, alpha):
+    label = predict(np.array(counts), alpha)
+    assert label == ABSTAIN or (0 <= label < len(counts) and counts[label] == max(counts))
 
 
 def test_predict_abstains_on_even_split():
@@ -127,15 +146,7 @@ def test_majority_vote_tie_rule_lowest_index():
 
 
 @pytest.mark.parametrize(
-    "n_a,n,alpha",
-    [
-        (1, 10, 0.05),
-        (5, 10, 0.001),
-        (9, 10, 0.05),
-        (80, 100, 0.001),
-        (999, 1000, 0.01),
-        (37, 50, 0.2),
-    ],
+    "n_a,n,alpha", [(1, 10, 0.05), (5, 10, 0.001), (9, 10, 0.05), (80, 100, 0.001), (999, 1000, 0.01), (37, 50, 0.2)]
 )
 def test_pa_lower_bound_inverts_the_binomial_tail(n_a, n, alpha):
     # The bound is the p with P[Bin(n, p) >= n_a] = alpha.
@@ -454,21 +465,8 @@ def test_eq6_exact_strictly_larger_for_even_n_at_half():
 
 @pytest.mark.parametrize(
     "n,pa,expected",
-    [
-        (10, 0.8, 8),
-        (100, 0.29, 29),
-        (100, 0.07, 7),
-        (100, 0.57, 57),
-        (10, 0.5, 5),
-        (11, 0.5, 6),
-        (50, 0.8, 40),
-        (100, 0.8, 80),
-        (10, 0.85, 9),
-        (10, 0.01, 1),
-        (3, 1.0, 3),
-        (1, 0.5, 1),
-        (1000, 0.001, 1),
-    ],
+    [(10, 0.8, 8), (100, 0.29, 29), (100, 0.07, 7), (100, 0.57, 57), (10, 0.5, 5), (11, 0.5, 6), (50, 0.8, 40),
+     (100, 0.8, 80), (10, 0.85, 9), (10, 0.01, 1), (3, 1.0, 3), (1, 0.5, 1), (1000, 0.001, 1)],
 )
 def test_level_vote_count_edges(n, pa, expected):
     assert level_vote_count(n, pa) == expected

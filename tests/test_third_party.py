@@ -3,73 +3,42 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from PIL import Image
-
-from tests.onnx_models import linear_weights, save_linear
 
 FLAGS = ["--layout", "NHWC", "--channels", "BGR", "--scale", "255", "--mean", "103.9,116.8,123.7"]
 
 
-def probe(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "probe", *map(str, args)], capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def third_party(tmp_path_factory):
+def third_party(make_linear):
     """A caffe-style model: NHWC, BGR, 0-255, mean subtraction, fixed batch of 1, two outputs,
     softmax, no probe metadata; plus images labelled by the exact linear rule."""
-    root = tmp_path_factory.mktemp("tp")
-    w, b = linear_weights((3, 16, 16), seed=7)
-    path = save_linear(
-        root / "caffe_style.onnx",
-        w,
-        b,
-        layout="NHWC",
-        channels="BGR",
-        scale=255.0,
-        mean=(103.9, 116.8, 123.7),
-        batch=1,
-        softmax=True,
-        extra_output=True,
-        write_spec=False,
+    lin = make_linear(
+        (3, 16, 16), seed=7, images=5, image_seed=3, name="caffe_style.onnx", layout="NHWC", channels="BGR",
+        scale=255.0, mean=(103.9, 116.8, 123.7), batch=1, softmax=True, extra_output=True, write_spec=False,
     )
-    folder = root / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(3)
-    rows = ["file,label"]
-    for i in range(5):
-        arr = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
-        Image.fromarray(arr).save(folder / f"im{i}.png")
-        x = arr.astype(np.float32).transpose(2, 0, 1) / 255.0
-        rows.append(f"im{i}.png,{int(np.dot(w.ravel(), x.ravel()) + b > 0)}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
-    return path, folder
+    return lin.model, lin.folder
 
 
-def test_third_party_predict_with_flags(third_party):
+def test_third_party_predict_with_flags(third_party, run_main):
     path, folder = third_party
-    result = probe("predict", "--model", path, "--images", folder, *FLAGS, "--output", "probs", "--sigma", 0, "--json")
+    result = run_main("predict", "--model", path, "--images", folder, *FLAGS, "--output", "probs", "--sigma", 0, "--json")
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)["images"]
     assert len(records) == 5 and all(r["plain"] == r["label"] for r in records)
 
 
-def test_third_party_without_output_flag_is_a_clear_error(third_party):
+def test_third_party_without_output_flag_is_a_clear_error(third_party, run_main):
     path, folder = third_party
-    result = probe("predict", "--model", path, "--images", folder, *FLAGS)
+    result = run_main("predict", "--model", path, "--images", folder, *FLAGS)
     assert result.returncode == 2 and "--output" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_third_party_info(third_party):
+def test_third_party_info(third_party, run_main):
     path, _ = third_party
-    result = probe("info", "--model", path, *FLAGS, "--output", "probs", "--json", "--seconds", 0)
+    result = run_main("info", "--model", path, *FLAGS, "--output", "probs", "--json", "--seconds", 0)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["fixed_batch"] == 1 and data["batch_size"] == 1
@@ -84,21 +53,20 @@ def _not_a_classifier(path):
     return path
 
 
-def test_model_file_errors_exit_2(tmp_path):
+def test_model_file_errors_exit_2(tmp_path, make_linear, run_main):
     cases = {"not a classifier": _not_a_classifier(tmp_path / "seg.onnx")}
-    w, b = linear_weights((3, 8, 8))
-    good = save_linear(tmp_path / "good.onnx", w, b)
+    good = make_linear((3, 8, 8)).model
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(good.read_bytes()[:300])
     cases["not a valid ONNX model"] = truncated
     for message, path in cases.items():
-        result = probe("info", "--model", path, "--seconds", 0)
+        result = run_main("info", "--model", path, "--seconds", 0)
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_checkpoint_errors_exit_2(tmp_path):
+def test_checkpoint_errors_exit_2(tmp_path, run_main):
     torch = pytest.importorskip("torch")
 
     class Payload:  # pickled as a custom class: needs arbitrary unpickling
@@ -110,7 +78,7 @@ def test_checkpoint_errors_exit_2(tmp_path):
     wrong = tmp_path / "small_net.pth"
     torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 2)).state_dict(), wrong)
     for path, fmt, message in [(unsafe, "torchvision", "unpickling"), (wrong, "torchvision", "ResNet50")]:
-        result = probe("models", "export", "--format", fmt, "--checkpoint", path, "--out", tmp_path / "o.onnx")
+        result = run_main("models", "export", "--format", fmt, "--checkpoint", path, "--out", tmp_path / "o.onnx")
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
         assert "this must never run" not in result.stdout + result.stderr

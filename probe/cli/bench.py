@@ -8,7 +8,13 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from probe.cli.options import ImageOptions, JsonOpt, ModelOptions, SeedOpt, model_options
+from probe.cli.options import (
+    ImageOptions,
+    JsonOpt,
+    ModelOptions,
+    SeedOpt,
+    model_options,
+)
 from probe.cli.output import emit_json, err, out
 from probe.validate import check_int, check_n, check_real, check_sigma
 
@@ -50,7 +56,11 @@ def bench(
     runtime = model_options.open()
     if threads:
         runtime = _with_threads(runtime, threads)
-    data: dict = {"model": runtime.info.path, "providers": list(runtime.info.providers), "batch_size": runtime.batch_size}
+    data: dict = {
+        "model": runtime.info.path,
+        "providers": list(runtime.info.providers),
+        "batch_size": runtime.batch_size,
+    }
     overhead = []
     for value in ns:
         with err.status(f"oracle overhead, n={value} ..."):

@@ -23,10 +23,38 @@ from probe.cli.options import (
     parse_numbers,
     require,
 )
-from probe.cli.output import emit_json, err, fmt, out, progress_bar
+from probe.cli.output import emit_json, err, escape, fmt, out, progress_bar
 from probe.validate import check_alpha, check_n, check_sigma
 
 AlphaOpt = Annotated[float, typer.Option("--alpha", help="Abstain level of PREDICT.")]
+
+
+def _predictions(
+    model_options: ModelOptions,
+    image_options: ImageOptions,
+    *,
+    sigma: float,
+    n: int,
+    alpha: float,
+    seed: int,
+    title: str,
+    need_labels: bool = False,
+):
+    """(runtime, classifier, PREDICT records) of the images: what predict and accuracy share."""
+    from probe.runs.certify import predict_images
+    from probe.smoothing import SmoothedClassifier
+
+    check_sigma(sigma, name="--sigma")
+    check_n(n, name="--n")
+    check_alpha(alpha, name="--alpha")
+    runtime = model_options.open()
+    data = image_options.open(runtime, model_options.model)
+    if need_labels:
+        require(data.has_labels, "accuracy needs labels for every image (labels.csv, --labels or ImageNet val names)")
+    classifier = SmoothedClassifier(runtime, sigma, n)
+    with progress_bar(title, len(data)) as advance:
+        records = predict_images(classifier, data, alpha=alpha, seed=seed, progress=advance)
+    return runtime, classifier, records
 
 
 @model_options()
@@ -68,17 +96,9 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Plain and smoothed labels per image (majority vote, and PREDICT with abstain)."""
-    from probe.runs.certify import predict_images
-    from probe.smoothing import SmoothedClassifier
-
-    check_sigma(sigma, name="--sigma")
-    check_n(n, name="--n")
-    check_alpha(alpha, name="--alpha")
-    runtime = model_options.open()
-    data = image_options.open(runtime, model_options.model)
-    classifier = SmoothedClassifier(runtime, sigma, n)
-    with progress_bar("predict", len(data)) as advance:
-        records = predict_images(classifier, data, alpha, seed, advance)
+    runtime, classifier, records = _predictions(
+        model_options, image_options, sigma=sigma, n=n, alpha=alpha, seed=seed, title="predict"
+    )
     if as_json:
         emit_json({"sigma": sigma, "n": classifier.n, "alpha": alpha, "images": records})
         return
@@ -110,17 +130,9 @@ def accuracy(
     as_json: JsonOpt = False,
 ) -> None:
     """Clean accuracy of the plain model and of the smoothed one (majority vote and PREDICT)."""
-    from probe.runs.certify import predict_images
-    from probe.smoothing import SmoothedClassifier
-
-    check_sigma(sigma, name="--sigma")
-    check_n(n, name="--n")
-    runtime = model_options.open()
-    data = image_options.open(runtime, model_options.model)
-    require(data.has_labels, "accuracy needs labels for every image (labels.csv, --labels or ImageNet val names)")
-    classifier = SmoothedClassifier(runtime, sigma, n)
-    with progress_bar("accuracy", len(data)) as advance:
-        records = predict_images(classifier, data, alpha, seed, advance)
+    runtime, classifier, records = _predictions(
+        model_options, image_options, sigma=sigma, n=n, alpha=alpha, seed=seed, title="accuracy", need_labels=True
+    )
     total = len(records)
     result = {
         "images": total,
@@ -139,9 +151,10 @@ def accuracy(
     table.add_column("accuracy")
     table.add_row("plain model", f"{result['plain']:.3f}")
     table.add_row(f"smoothed, majority vote (sigma={sigma}, n={classifier.n})", f"{result['smoothed_vote']:.3f}")
-    table.add_row(f"smoothed, PREDICT alpha={alpha} (abstain {result['abstain']:.2f})", f"{result['smoothed_predict']:.3f}")
+    table.add_row(
+        f"smoothed, PREDICT alpha={alpha} (abstain {result['abstain']:.2f})", f"{result['smoothed_predict']:.3f}"
+    )
     out.print(table)
-
 
 
 @model_options()
@@ -180,7 +193,7 @@ def certify(
     for s_ in sigma:
         classifier = SmoothedClassifier(runtime, s_, n)
         with progress_bar(f"certify sigma={s_:g}", len(data)) as advance:
-            records = certify_images(classifier, data, n0, n, alpha, seed, advance)
+            records = certify_images(classifier, data, n0=n0, n=n, alpha=alpha, seed=seed, progress=advance)
         curve = certified_accuracy(records, radius_list)
         runs.append(
             {
@@ -222,4 +235,4 @@ def certify(
             acc.add_row(radius, *(f"{run['certified_accuracy'][radius]:.2f}" for run in runs))
         out.print(acc)
     if plot is not None:
-        err.print(f"wrote {plot}")
+        err.print(f"wrote {escape(plot)}")

@@ -6,31 +6,78 @@ its model with the same model options as every other command.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.table import Table
 
-from probe.cli.options import ImageOptions, JsonOpt, ModelOptions, SeedOpt, image_options, model_options, require
-from probe.cli.output import emit_json, err, fmt, out
+from probe.cli.options import (
+    ImageOptions,
+    JsonOpt,
+    ModelOptions,
+    SeedOpt,
+    image_options,
+    model_options,
+    option_group,
+    require,
+)
+from probe.cli.output import emit_json, err, escape, fmt, out
 from probe.validate import check_int, check_n, check_pa, check_sigma
 
-ImageOpt = Annotated[
-    Optional[str], typer.Option("--image", help="The original image: a file name among the images, or an index.")
-]
-ResultOpt = Annotated[
-    Optional[Path],
-    typer.Option("--result", help="A results.jsonl; its record --index gives the original, the adversarial (and the model)."),
-]
-IndexOpt = Annotated[int, typer.Option("--index", help="Record (0-based) of --result to use (needs adv_path).")]
-AdversarialOpt = Annotated[
-    Optional[Path], typer.Option("--adversarial", help="An adversarial PNG of the --image original.")
-]
-AttackOpt = Annotated[
-    str, typer.Option("--attack", help="Without --result/--adversarial: attack the plain model with this first.")
-]
-BudgetOpt = Annotated[int, typer.Option("--budget", help="Queries of that first attack.")]
+
+@dataclass(frozen=True, kw_only=True)
+class PairOptions:
+    """Where a figure's original and adversarial images come from."""
+
+    image: Optional[str] = None
+    result: Optional[Path] = None
+    index: int = 0
+    adversarial: Optional[Path] = None
+    attack: str = "hsja"
+    budget: int = 1000
+
+
+_PAIR_PARAMS = {
+    "image": (
+        Annotated[
+            Optional[str],
+            typer.Option("--image", help="The original image: a file name among the images, or an index."),
+        ],
+        None,
+    ),
+    "result": (
+        Annotated[
+            Optional[Path],
+            typer.Option(
+                "--result",
+                help="A results.jsonl; its record --index gives the original, the adversarial (and the model).",
+            ),
+        ],
+        None,
+    ),
+    "index": (Annotated[int, typer.Option("--index", help="Record (0-based) of --result to use (needs adv_path).")], 0),
+    "adversarial": (
+        Annotated[Optional[Path], typer.Option("--adversarial", help="An adversarial PNG of the --image original.")],
+        None,
+    ),
+    "attack": (
+        Annotated[
+            str,
+            typer.Option("--attack", help="Without --result/--adversarial: attack the plain model with this first."),
+        ],
+        "hsja",
+    ),
+    "budget": (Annotated[int, typer.Option("--budget", help="Queries of that first attack.")], 1000),
+}
+
+
+def pair_options() -> Callable:
+    """Add the original/adversarial options to a figure command (``pair_options: PairOptions``)."""
+    return option_group("pair_options", PairOptions, _PAIR_PARAMS, {})
+
+
 NsOpt = Annotated[list[int], typer.Option("--n", help="Sample size n of g(sigma, n); repeat for several curves.")]
 
 
@@ -39,10 +86,18 @@ def _out_paths(path: Path) -> tuple[Path, Path]:
     return path, path.with_suffix(".json")
 
 
-def _pair(runtime, model: str | None, images: ImageOptions, *, image, result, index, adversarial, attack, budget, seed):
+def _pair(runtime, model: str | None, images: ImageOptions, pair: PairOptions, *, seed: int):
     """Original and adversarial images from --result, --adversarial, or a quick attack on the plain model."""
     from probe.experiments import common
 
+    image, result, index, adversarial, attack, budget = (
+        pair.image,
+        pair.result,
+        pair.index,
+        pair.adversarial,
+        pair.attack,
+        pair.budget,
+    )
     require(result is None or adversarial is None, "give --result or --adversarial, not both")
     data = images.open(runtime, model)
     if result is not None:
@@ -53,8 +108,15 @@ def _pair(runtime, model: str | None, images: ImageOptions, *, image, result, in
 
     require(attack in ATTACKS, f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     check_int("--budget", budget, 1)
-    with err.status(f"no adversarial given: attacking the plain model with {attack} ({budget} queries) ..."):
-        return common.pair_from_attack(runtime, data, image, attack, budget, seed)
+    with err.status(f"no adversarial given: attacking the plain model with {escape(attack)} ({budget} queries) ..."):
+        return common.pair_from_attack(runtime, data, image=image, attack=attack, budget=budget, seed=seed)
+
+
+def _open_pair(models: ModelOptions, images: ImageOptions, pair: PairOptions, *, seed: int):
+    """The runtime (the --result record's model when --model is not given) and the image pair."""
+    models = models.replace(model=_model_of(models.model, pair.result, pair.index))
+    runtime = models.open()
+    return runtime, _pair(runtime, models.model, images, pair, seed=seed)
 
 
 def _model_of(model: str | None, result: Path | None, index: int) -> str | None:
@@ -76,7 +138,7 @@ def _finish_figure(data: dict, png: Path, js: Path, plot, as_json: bool, pair=No
     plot(data, png)
     if as_json:
         emit_json(data)
-    err.print(f"wrote {png} and {js}")
+    err.print(f"wrote {escape(png)} and {escape(js)}")
 
 
 # --------------------------------------------------------------------------- Fig. 1
@@ -84,21 +146,18 @@ def _finish_figure(data: dict, png: Path, js: Path, plot, as_json: bool, pair=No
 
 @model_options()
 @image_options()
+@pair_options()
 def profile(
     model_options: ModelOptions,
     image_options: ImageOptions,
-    image: ImageOpt = None,
-    result: ResultOpt = None,
-    index: IndexOpt = 0,
-    adversarial: AdversarialOpt = None,
-    attack: AttackOpt = "hsja",
-    budget: BudgetOpt = 1000,
+    pair_options: PairOptions,
     sigma: Annotated[float, typer.Option("--sigma", help="Smoothing noise std (> 0).")] = 0.05,
     n: NsOpt = [10, 50, 100],
     samples: Annotated[int, typer.Option("--samples", help="Micro-decisions per point.")] = 400,
     points: Annotated[int, typer.Option("--points", help="Points along the direction.")] = 41,
     stop: Annotated[
-        Optional[float], typer.Option("--stop", help="Last L2 distance from x_o (default: max(2D, D + 6 sigma), D = distance of x_a).")
+        Optional[float],
+        typer.Option("--stop", help="Last L2 distance from x_o (default: max(2D, D + 6 sigma), D = distance of x_a)."),
     ] = None,
     start: Annotated[float, typer.Option("--start", help="First L2 distance from x_o (zoom on the boundary).")] = 0.0,
     level: Annotated[list[float], typer.Option("--level", help="P_a levels to mark (repeatable).")] = [0.5, 0.8],
@@ -121,16 +180,26 @@ def profile(
     for v in level:
         check_pa(v, name="--level")
     plots.pyplot()
-    model_options = model_options.replace(model=_model_of(model_options.model, result, index))
-    runtime = model_options.open()
-    pair = _pair(runtime, model_options.model, image_options, image=image, result=result, index=index,
-                     adversarial=adversarial, attack=attack, budget=budget, seed=seed)
+    runtime, pair = _open_pair(model_options, image_options, pair_options, seed=seed)
     with err.status(f"profile: {points} points x {samples} micro-decisions ..."):
-        data = probability_profile(runtime, pair.x0, pair.x_adv, sigma, tuple(n), samples, points, stop, start,
-                                   tuple(level), seed=seed)
+        data = probability_profile(
+            runtime,
+            pair.x0,
+            pair.x_adv,
+            sigma=sigma,
+            ns=tuple(n),
+            samples=samples,
+            points=points,
+            stop=stop,
+            start=start,
+            levels=tuple(level),
+            seed=seed,
+        )
     _finish_figure(data, png, js, plots.plot_profile, as_json, pair)
     if not as_json:
-        table = Table(title=f"where g(sigma={sigma:g}, n) becomes adversarial (L2 from x_o; x_a at {data['adversarial_distance']:.3f})")
+        table = Table(
+            title=f"where g(sigma={sigma:g}, n) becomes adversarial (L2 from x_o; x_a at {data['adversarial_distance']:.3f})"
+        )
         table.add_column("curve")
         for v in level:
             table.add_column(f"P_a={v:g}", justify="right")
@@ -144,18 +213,14 @@ def profile(
 
 @model_options()
 @image_options()
+@pair_options()
 def slice_cmd(
     model_options: ModelOptions,
     image_options: ImageOptions,
-    image: ImageOpt = None,
+    pair_options: PairOptions,
     direction: Annotated[
         str, typer.Option("--direction", help="random (two random directions) or adversarial (toward x_a, and random).")
     ] = "random",
-    result: ResultOpt = None,
-    index: IndexOpt = 0,
-    adversarial: AdversarialOpt = None,
-    attack: AttackOpt = "hsja",
-    budget: BudgetOpt = 1000,
     sigma: Annotated[float, typer.Option("--sigma", help="Smoothing noise std.")] = 0.05,
     n: Annotated[int, typer.Option("--n", help="Noisy samples of the majority vote per cell.")] = 50,
     grid: Annotated[int, typer.Option("--grid", help="Cells per side (grid x grid).")] = 41,
@@ -178,17 +243,16 @@ def slice_cmd(
     check_n(n, name="--n")
     check_int("--grid", grid, 2)
     plots.pyplot()
-    model_options = model_options.replace(model=_model_of(model_options.model, result, index))
+    model_options = model_options.replace(model=_model_of(model_options.model, pair_options.result, pair_options.index))
     runtime = model_options.open()
-    if direction == "adversarial" or result is not None or adversarial is not None:
-        pair = _pair(runtime, model_options.model, image_options, image=image, result=result, index=index,
-                     adversarial=adversarial, attack=attack, budget=budget, seed=seed)
+    if direction == "adversarial" or pair_options.result is not None or pair_options.adversarial is not None:
+        pair = _pair(runtime, model_options.model, image_options, pair_options, seed=seed)
     else:
         data_set = image_options.open(runtime, model_options.model)
-        x0, name = common.pick_original(data_set, image)
+        x0, name = common.pick_original(data_set, pair_options.image)
         pair = common.Pair(x0, None, name, "none")
     with err.status(f"slice: {grid}x{grid} cells, {n} samples each ..."):
-        data = label_slice(runtime, pair.x0, sigma, n, grid, radius, pair.x_adv, seed)
+        data = label_slice(runtime, pair.x0, sigma=sigma, n=n, grid=grid, radius=radius, x_adv=pair.x_adv, seed=seed)
     _finish_figure(data, png, js, plots.plot_slice, as_json, pair)
     if not as_json:
         out.print(
@@ -203,22 +267,19 @@ def slice_cmd(
 
 @model_options()
 @image_options()
+@pair_options()
 def bsearch(
     model_options: ModelOptions,
     image_options: ImageOptions,
-    image: ImageOpt = None,
-    result: ResultOpt = None,
-    index: IndexOpt = 0,
-    adversarial: AdversarialOpt = None,
-    attack: AttackOpt = "hsja",
-    budget: BudgetOpt = 1000,
+    pair_options: PairOptions,
     sigma: Annotated[float, typer.Option("--sigma", help="Smoothing noise std.")] = 0.05,
     n: NsOpt = [10, 50, 100],
     repeats: Annotated[int, typer.Option("--repeats", help="Binary searches per n.")] = 100,
     steps: Annotated[int, typer.Option("--steps", help="Bisection steps (resolution 2^-steps of the segment).")] = 12,
     pa: Annotated[float, typer.Option("--pa", help="Level P_a of the oracle's criterion.")] = 0.5,
     genie_samples: Annotated[
-        int, typer.Option("--genie-samples", help="Micro-decisions per step locating the frontier of g_sigma (0: skip).")
+        int,
+        typer.Option("--genie-samples", help="Micro-decisions per step locating the frontier of g_sigma (0: skip)."),
     ] = 2000,
     seed: SeedOpt = 0,
     out_file: Annotated[Path, typer.Option("--out", help="PNG to write (numbers in the same stem .json).")] = Path(
@@ -239,16 +300,25 @@ def bsearch(
     check_pa(pa, name="--pa")
     check_int("--genie-samples", genie_samples, 0)
     plots.pyplot()
-    model_options = model_options.replace(model=_model_of(model_options.model, result, index))
-    runtime = model_options.open()
-    pair = _pair(runtime, model_options.model, image_options, image=image, result=result, index=index,
-                     adversarial=adversarial, attack=attack, budget=budget, seed=seed)
+    runtime, pair = _open_pair(model_options, image_options, pair_options, seed=seed)
     with err.status(f"bsearch: {repeats} searches x {len(n)} sample sizes ..."):
-        data = bsearch_distribution(runtime, pair.x0, pair.x_adv, sigma, tuple(n), repeats, pa, steps,
-                                    genie_samples, seed)
+        data = bsearch_distribution(
+            runtime,
+            pair.x0,
+            pair.x_adv,
+            sigma=sigma,
+            ns=tuple(n),
+            repeats=repeats,
+            pa=pa,
+            steps=steps,
+            genie_samples=genie_samples,
+            seed=seed,
+        )
     _finish_figure(data, png, js, plots.plot_bsearch, as_json, pair)
     if not as_json:
-        table = Table(title=f"binary search end points (L2 to x_o; frontier of g_sigma at {fmt(data['boundary_g_sigma'])})")
+        table = Table(
+            title=f"binary search end points (L2 to x_o; frontier of g_sigma at {fmt(data['boundary_g_sigma'])})"
+        )
         for col in ("n", "mean", "median", "std", "IQR", "5%", "95%"):
             table.add_column(col, justify="right")
         for k in n:

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from probe.cli.options import JsonOpt, require
-from probe.cli.output import emit_json, err, out
+from probe.cli.output import emit_json, err, escape, out
+
 
 def models_list(as_json: JsonOpt = False) -> None:
     """Built-in models and the models exported into the model directory."""
@@ -35,7 +36,14 @@ def models_list(as_json: JsonOpt = False) -> None:
     for col in ("name", "built-in", "input", "dataset", "size MB", "source"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], "yes" if r["builtin"] else "", r["input"] or "-", r["dataset"] or "-", str(r["size_mb"]), r["source"] or "-")
+        table.add_row(
+            r["name"],
+            "yes" if r["builtin"] else "",
+            r["input"] or "-",
+            r["dataset"] or "-",
+            str(r["size_mb"]),
+            r["source"] or "-",
+        )
     out.print(table)
 
 
@@ -61,6 +69,8 @@ def models_export(
     require(weights in (None, "torchvision"), f"--weights accepts only 'torchvision', got {weights!r}")
     name = variant or default_variant(fmt, checkpoint)
     target = out_file or (model_dir() / f"{name}.onnx")
-    with err.status(f"exporting {name} ..."):
+    with err.status(f"exporting {escape(name)} ..."):
         path = export_resnet50(checkpoint, fmt, target, variant=name, weights=weights)
-    out.print(f"exported [bold]{name}[/] to {path}  (use it with --model {name if out_file is None else path})")
+    out.print(
+        f"exported [bold]{escape(name)}[/] to {escape(path)}  (use it with --model {escape(name if out_file is None else path)})"
+    )

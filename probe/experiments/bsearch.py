@@ -20,15 +20,15 @@ from probe.attacks.base import Tracker, distance
 from probe.attacks.search import bisect, blend
 from probe.engine import Engine, Job
 from probe.errors import ProbeError
-from probe.experiments.common import plain_boundary, rng, smoothed_crossing, unit
+from probe.experiments.common import direction, plain_boundary, rng, smoothed_crossing
 from probe.oracle import Criterion, Oracle, majority
-from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
+from probe.smoothing import SmoothedClassifier
 
 
 def _search(tracker: Tracker, point_at, tol: float, steps: int):
     """The attacks' bisection on the blend parameter, as an engine job's generator."""
-    hi, x_hi = yield from bisect(tracker, point_at, 0.0, 1.0, tol, max_steps=steps)
+    hi, x_hi = yield from bisect(tracker, point_at, 0.0, 1.0, tol=tol, max_steps=steps)
     return hi, x_hi
 
 
@@ -36,6 +36,7 @@ def search_end_points(
     runtime: Runtime,
     x0: np.ndarray,
     x_adv: np.ndarray,
+    *,
     label: int,
     sigma: float,
     n: int,
@@ -46,13 +47,13 @@ def search_end_points(
 ) -> np.ndarray:
     """L2 distances to x0 of the end points of ``repeats`` bisections under g_{sigma,n}."""
     classifier = SmoothedClassifier(runtime, sigma, n)
-    criterion = Criterion(label, pa=pa)
+    criterion = Criterion(label) if pa is None else Criterion(label, rule="paper", pa=pa)
     point_at = blend(x0, x_adv)
-    tol = 2.0 ** -steps
+    tol = 2.0**-steps
     jobs = []
     for r in range(repeats):
         tracker = Tracker(x0, steps + 1, "l2")
-        oracle = Oracle(classifier, criterion, steps + 1, rng(seed, 41, n, r))
+        oracle = Oracle(classifier, criterion, budget=steps + 1, rng=rng(seed, 41, n, r))
         jobs.append(Job(_search(tracker, point_at, tol, steps), oracle, {"repeat": r}))
     Engine(classifier).run(jobs)
     return np.array([distance(job.outcome[1], x0, "l2") for job in jobs], dtype=np.float64)
@@ -62,6 +63,7 @@ def bsearch_distribution(
     runtime: Runtime,
     x0: np.ndarray,
     x_adv: np.ndarray,
+    *,
     sigma: float,
     ns: tuple[int, ...] = (10, 50, 100),
     repeats: int = 100,
@@ -83,13 +85,15 @@ def bsearch_distribution(
     if not ns or min(ns) < 1:
         raise ProbeError("every n must be >= 1")
     d_adv = float(np.linalg.norm((x_adv.astype(np.float64) - x0).ravel()))
-    u = unit(x_adv - x0)
+    u = direction(x_adv - x0)
     if label is None:
         m = max(genie_samples, 100)
         label = int(majority(SmoothedClassifier(runtime, sigma, m).votes([(x0[None], rng(seed, 42))])[0])[0])
     per_n = {}
     for n in ns:
-        ends = search_end_points(runtime, x0, x_adv, label, sigma, n, repeats, pa, steps, seed)
+        ends = search_end_points(
+            runtime, x0, x_adv, label=label, sigma=sigma, n=n, repeats=repeats, pa=pa, steps=steps, seed=seed
+        )
         q = np.quantile(ends, [0.05, 0.25, 0.5, 0.75, 0.95])
         per_n[str(n)] = {
             "end_distances": ends.tolist(),
@@ -103,9 +107,29 @@ def bsearch_distribution(
     genie = None
     level = None
     if sigma > 0 and genie_samples > 0:
-        genie = smoothed_crossing(runtime, x0, u, label, sigma, d_adv, 0.5, genie_samples, stream=rng(seed, 43))
+        genie = smoothed_crossing(
+            runtime,
+            x0,
+            u,
+            label=label,
+            sigma=sigma,
+            stop=d_adv,
+            target=0.5,
+            samples=genie_samples,
+            stream=rng(seed, 43),
+        )
         if pa is not None and pa != 0.5:
-            level = smoothed_crossing(runtime, x0, u, label, sigma, d_adv, pa, genie_samples, stream=rng(seed, 44))
+            level = smoothed_crossing(
+                runtime,
+                x0,
+                u,
+                label=label,
+                sigma=sigma,
+                stop=d_adv,
+                target=pa,
+                samples=genie_samples,
+                stream=rng(seed, 44),
+            )
     return {
         "figure": "bsearch",
         "sigma": float(sigma),
@@ -116,8 +140,8 @@ def bsearch_distribution(
         "label": int(label),
         "label_name": runtime.class_name(int(label)),
         "adversarial_distance": d_adv,
-        "boundary_f": plain_boundary(runtime, x0, u, label, d_adv) if sigma > 0 else None,
-        "boundary_g_sigma": genie if sigma > 0 else plain_boundary(runtime, x0, u, label, d_adv),
+        "boundary_f": plain_boundary(runtime, x0, u, label=label, stop=d_adv) if sigma > 0 else None,
+        "boundary_g_sigma": genie if sigma > 0 else plain_boundary(runtime, x0, u, label=label, stop=d_adv),
         "boundary_level": level,
         "genie_samples": int(genie_samples),
         "per_n": per_n,

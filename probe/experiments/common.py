@@ -15,9 +15,10 @@ import numpy as np
 from scipy import stats
 
 from probe.attacks.base import distance
+from probe.attacks.search import unit
 from probe.errors import ProbeError
-from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
+from probe.smoothing import SmoothedClassifier
 
 
 def rng(seed: int, *keys: int) -> np.random.Generator:
@@ -25,12 +26,16 @@ def rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    """v / ||v||_2 as float32; ProbeError when v is zero (no direction)."""
-    norm = float(np.linalg.norm(v.ravel().astype(np.float64)))
-    if not np.isfinite(norm) or norm == 0.0:
+def direction(v: np.ndarray) -> np.ndarray:
+    """v / ||v||_2 as float32; ProbeError when v is zero (the two images are the same point).
+
+    Unlike :func:`probe.attacks.search.unit`, which returns a zero vector unchanged
+    inside an attack, a figure has no meaning without a direction.
+    """
+    u = unit(v)
+    if not np.any(u):
         raise ProbeError("the two images are identical: there is no direction between them")
-    return (v / norm).astype(np.float32)
+    return u
 
 
 def along(x0: np.ndarray, u: np.ndarray, distances: np.ndarray) -> np.ndarray:
@@ -49,7 +54,7 @@ def clopper_pearson(k: np.ndarray, m: int, confidence: float = 0.95) -> tuple[np
 
 
 def wrong_fraction(
-    runtime: Runtime, points: np.ndarray, label: int, sigma: float, samples: int, stream: np.random.Generator
+    runtime: Runtime, points: np.ndarray, label: int, *, sigma: float, samples: int, stream: np.random.Generator
 ) -> np.ndarray:
     """Number of the ``samples`` micro-decisions ``f(x + sigma N)`` that differ from ``label``, per point."""
     counts = SmoothedClassifier(runtime, sigma, samples).votes([(points, stream)])[0]
@@ -84,7 +89,7 @@ def first_crossing(xs: np.ndarray, ys: np.ndarray, level: float) -> float | None
 
 
 def plain_boundary(
-    runtime: Runtime, x0: np.ndarray, u: np.ndarray, label: int, stop: float, grid: int = 33, steps: int = 30
+    runtime: Runtime, x0: np.ndarray, u: np.ndarray, *, label: int, stop: float, grid: int = 33, steps: int = 30
 ) -> float | None:
     """Distance from x0 along u where the plain model first leaves ``label`` (None if not before ``stop``).
 
@@ -108,6 +113,7 @@ def smoothed_crossing(
     runtime: Runtime,
     x0: np.ndarray,
     u: np.ndarray,
+    *,
     label: int,
     sigma: float,
     stop: float,
@@ -126,10 +132,17 @@ def smoothed_crossing(
     stream = stream or rng(0, 99)
 
     def frac(t: float) -> float:
-        return float(wrong_fraction(runtime, along(x0, u, np.array([t])), label, sigma, samples, stream)[0]) / samples
+        return (
+            float(
+                wrong_fraction(
+                    runtime, along(x0, u, np.array([t])), label, sigma=sigma, samples=samples, stream=stream
+                )[0]
+            )
+            / samples
+        )
 
     if sigma == 0:
-        return plain_boundary(runtime, x0, u, label, stop)
+        return plain_boundary(runtime, x0, u, label=label, stop=stop)
     if frac(stop) < target:
         return None
     lo, hi = 0.0, float(stop)
@@ -211,7 +224,7 @@ def pair_from_file(adversarial: Path, images, image: str | None) -> Pair:
 
 
 def pair_from_attack(
-    runtime: Runtime, images, image: str | None, attack: str = "hsja", budget: int = 1000, seed: int = 0
+    runtime: Runtime, images, *, image: str | None, attack: str = "hsja", budget: int = 1000, seed: int = 0
 ) -> Pair:
     """Attack the *plain* model (no smoothing) to get an adversarial on the boundary of f (as in Fig. 1)."""
     from probe.attacks import make_attack
@@ -221,8 +234,10 @@ def pair_from_attack(
     x0, name = pick_original(images, image)
     plain = SmoothedClassifier(runtime, 0.0, 1)
     label = int(runtime.labels(x0[None])[0])
-    oracle = Oracle(plain, Criterion(label), budget, rng(seed, 1))
+    oracle = Oracle(plain, Criterion(label), budget=budget, rng=rng(seed, 1))
     outcome = run_attack(make_attack(attack), x0, oracle, budget, rng(seed, 2))
     if not outcome.found:
-        raise ProbeError(f"{attack} found no adversarial for {name} within {budget} queries; give one with --adversarial")
+        raise ProbeError(
+            f"{attack} found no adversarial for {name} within {budget} queries; give one with --adversarial"
+        )
     return Pair(x0, outcome.x_adv, name, "attack")

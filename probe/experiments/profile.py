@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from probe.errors import ProbeError
 from probe.experiments.common import (
-    clopper_pearson,
-    first_crossing,
     along,
+    clopper_pearson,
+    direction,
+    first_crossing,
     plain_boundary,
     rng,
-    unit,
     vote_adversarial_probability,
     wrong_fraction,
 )
-from probe.errors import ProbeError
 from probe.runtime import Runtime
 from probe.smoothing import pa_vote_threshold_exact
 
@@ -36,6 +36,7 @@ def probability_profile(
     runtime: Runtime,
     x0: np.ndarray,
     x_adv: np.ndarray,
+    *,
     sigma: float,
     ns: tuple[int, ...] = (10, 50, 100),
     samples: int = 400,
@@ -64,7 +65,7 @@ def probability_profile(
     if not ns or min(ns) < 1:
         raise ProbeError("every n must be >= 1")
     d_adv = float(np.linalg.norm((x_adv.astype(np.float64) - x0).ravel()))
-    u = unit(x_adv - x0)
+    u = direction(x_adv - x0)
     stop = float(stop) if stop is not None else max(2.0 * d_adv, d_adv + 6.0 * sigma)
     if not 0 <= start < stop:
         raise ProbeError(f"the profile needs 0 <= start < stop, got start={start}, stop={stop}")
@@ -73,7 +74,7 @@ def probability_profile(
     stream = rng(seed, 21)
     if label is None:
         label = int(np.argmax(_label_counts(runtime, x0, sigma, samples, stream)))
-    wrong = wrong_fraction(runtime, pts, label, sigma, samples, stream)
+    wrong = wrong_fraction(runtime, pts, label, sigma=sigma, samples=samples, stream=stream)
     p = wrong / samples
     lo, hi = clopper_pearson(wrong, samples, confidence)
     plain = runtime.labels(pts) != label
@@ -103,12 +104,10 @@ def probability_profile(
         "adversarial_probability": curves,
         "adversarial_probability_band": bands,
         "crossings": crossings,
-        "boundary_f": plain_boundary(runtime, x0, u, label, stop),
+        "boundary_f": plain_boundary(runtime, x0, u, label=label, stop=stop),
         "boundary_g_sigma": first_crossing(ts, p, 0.5),
         # eq. (5): level P_a holds for n votes when the wrong fraction is at least this
-        "micro_threshold": {
-            str(n): {f"{pa:g}": 1.0 - pa_vote_threshold_exact(n, pa) for pa in levels} for n in ns
-        },
+        "micro_threshold": {str(n): {f"{pa:g}": 1.0 - pa_vote_threshold_exact(n, pa) for pa in levels} for n in ns},
         "method": "micro-decision counts per point; g_{sigma,n} curves are binomial tails of p (at least ceil(n/2) wrong)",
     }
 

@@ -12,25 +12,26 @@ from __future__ import annotations
 import numpy as np
 
 from probe.errors import ProbeError
-from probe.experiments.common import rng, unit
+from probe.experiments.common import direction, rng
 from probe.oracle import majority
-from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
+from probe.smoothing import SmoothedClassifier
 
 
 def directions(
     x0: np.ndarray, x_adv: np.ndarray | None, stream: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal (u, v): u toward x_adv (or random), v random and orthogonal to u."""
-    u = unit(x_adv - x0) if x_adv is not None else unit(stream.standard_normal(x0.shape).astype(np.float32))
+    u = direction(x_adv - x0) if x_adv is not None else direction(stream.standard_normal(x0.shape).astype(np.float32))
     v = stream.standard_normal(x0.shape)
     v -= np.dot(v.ravel(), u.ravel().astype(np.float64)) * u
-    return u, unit(v.astype(np.float32))
+    return u, direction(v.astype(np.float32))
 
 
 def label_slice(
     runtime: Runtime,
     x0: np.ndarray,
+    *,
     sigma: float,
     n: int,
     grid: int = 41,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
+from probe.smoothing import SmoothedClassifier
 
 
 @dataclass
@@ -82,6 +82,7 @@ def _model_input(runtime: Runtime, canonical: np.ndarray) -> np.ndarray:
 def oracle_overhead(
     runtime: Runtime,
     n: int,
+    *,
     sigma: float = 0.25,
     seconds: float = 20.0,
     min_rounds: int = 3,
@@ -244,7 +245,7 @@ def _jobs(classifier: SmoothedClassifier, x: np.ndarray, attacks, budget: int, s
             gen = attack.run(x[i], budget, np.random.default_rng([seed, i, a, 1]))
             if acc is not None:
                 gen = _timed(gen, acc)
-            oracle = Oracle(classifier, Criterion(clean[i]), budget, np.random.default_rng([seed, i, a, 2]))
+            oracle = Oracle(classifier, Criterion(clean[i]), budget=budget, rng=np.random.default_rng([seed, i, a, 2]))
             jobs.append(Job(gen, oracle, {"image": i, "attack": name}))
     return jobs
 
@@ -252,6 +253,7 @@ def _jobs(classifier: SmoothedClassifier, x: np.ndarray, attacks, budget: int, s
 def engine_batching(
     runtime: Runtime,
     images: np.ndarray,
+    *,
     attacks=("hsja", "surfree", "rays"),
     budget: int = 500,
     sigma: float = 0.0,

@@ -32,6 +32,7 @@ def _counts(classifier: SmoothedClassifier, x: np.ndarray, n: int, rng: np.rando
 def predict_images(
     classifier: SmoothedClassifier,
     images: ImageSet,
+    *,
     alpha: float,
     seed: int,
     progress: Progress | None = None,
@@ -59,6 +60,7 @@ def predict_images(
 def certify_images(
     classifier: SmoothedClassifier,
     images: ImageSet,
+    *,
     n0: int,
     n: int,
     alpha: float,

@@ -99,6 +99,7 @@ def read_baseline(path: Path) -> dict:
 
 def run_checks(
     folder: Path,
+    *,
     min_success_l2: float | None = None,
     min_accuracy: float | None = None,
     baseline: Path | None = None,
