@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -31,13 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.attacks import make_attack, run_attack
+from probe.attacks import Confirmed, make_attack, run_attack
 from probe.runs.campaign import AttackConfig
 from probe.data import load_images
 from probe.zoo import default_images, resolve_model
 from probe.oracle import Criterion, Oracle, estimate_p_adv, majority
 from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
+
+from _common import write_results
 
 
 def art_attack(oracle: Oracle, x0: np.ndarray, max_iter: int, init_eval: int, max_eval: int, batch: int):
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     runtime = Runtime(resolve_model(args.model), batch_size=args.batch_size)
-    images = load_images([str(default_images(args.model))], runtime.spec.size, None, args.images)
+    images = load_images([str(default_images(args.model))], runtime.spec.size, labels_csv=None, limit=args.images)
     settings = [tuple(float(v) for v in s.split(":")) for s in (args.setting or ["0:1", "0.05:10"])]
     rows = []
     for sigma, n in settings:
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
             crit = Criterion(clean)
             rec = {"image": images.ids[i], "sigma": sigma, "n": clf.n}
             # ART first: its query count sets our budget
-            oracle = Oracle(clf, crit, 10**9, np.random.default_rng([0, i, 1]))
+            oracle = Oracle(clf, crit, budget=10**9, rng=np.random.default_rng([0, i, 1]))
             np.random.seed(i)  # ART draws from NumPy's global generator
             start = time.perf_counter()
             x_art = art_attack(oracle, x0, args.max_iter, args.init_eval, args.max_eval, args.batch_size)
@@ -90,21 +91,22 @@ def main(argv=None) -> int:
             rec["queries"] = budget = oracle.queries
             found = not np.array_equal(x_art, x0)
             rec["art_l2"] = float(np.linalg.norm((x_art - x0).ravel())) if found else math.inf
-            rec["art_p_adv"] = (estimate_p_adv(clf, crit, x_art, np.random.default_rng([0, i, 3]), args.p_adv_samples)
-                                if found else 0.0)
+            rec["art_p_adv"] = (estimate_p_adv(clf, x_art, label=clean, rng=np.random.default_rng([0, i, 3]),
+                                               max_evaluations=args.p_adv_samples).p if found else 0.0)
             # ours, same oracle semantics, same budget
-            oracle = Oracle(clf, crit, budget, np.random.default_rng([0, i, 2]))
+            oracle = Oracle(clf, crit, budget=budget, rng=np.random.default_rng([0, i, 2]))
             start = time.perf_counter()
             attack = make_attack("hsja", norm="l2")
             if sigma > 0 and not args.no_confirm:  # as `probe attack` runs it against a randomized oracle
                 config = AttackConfig(budget=budget)
-                attack.confirm_with(config.confirm_votes(), config.pa, config.confirm_share)
+                share = config.settings.confirm_share
+                attack = Confirmed(attack, votes=config.confirm_votes(), level=config.pa, share=share)
             outcome = run_attack(attack, x0, oracle, budget, np.random.default_rng([0, i, 4]))
             rec["ours_seconds"] = time.perf_counter() - start
             rec["ours_queries"] = oracle.queries
             rec["ours_l2"] = outcome.distance if outcome.found else math.inf
-            rec["ours_p_adv"] = (estimate_p_adv(clf, crit, outcome.x_adv, np.random.default_rng([0, i, 3]),
-                                                args.p_adv_samples) if outcome.found else 0.0)
+            rec["ours_p_adv"] = (estimate_p_adv(clf, outcome.x_adv, label=clean, rng=np.random.default_rng([0, i, 3]),
+                                                max_evaluations=args.p_adv_samples).p if outcome.found else 0.0)
             rows.append(rec)
             print(json.dumps(rec), flush=True)
     print()
@@ -133,9 +135,7 @@ def main(argv=None) -> int:
               f"{s['median_l2_ours']:8.3f} {s['median_l2_art']:8.3f} {s['success_ours']:14.0%} {s['success_art']:5.0%} "
               f"{s['median_seconds_ours']:7.2f} {s['median_seconds_art']:7.2f} "
               f"{s['ours_better_or_equal']:5d}/{len(sel):<3d} {s['median_ratio_ours_art']:9.3f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"load": os.getloadavg(), "summary": summary, "rows": rows}, indent=2))
+    write_results(args.json, summary=summary, rows=rows)
     return 0
 
 

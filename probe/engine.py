@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from probe.attacks.base import AttackGen, AttackOutcome
+from probe.errors import BudgetExceeded
 from probe.interrupt import checkpoint
 from probe.oracle import Oracle
 from probe.smoothing import SmoothedClassifier
@@ -91,12 +92,12 @@ class Engine:
         cap = None if self.max_batches is None else max(unit, self.max_batches * batch // unit * unit)
         while waiting:
             selected, rows = self._select(waiting, n, unit, cap)
+            selected, rows = self._charge(selected, n, waiting, on_result)
             votes = self.classifier.votes([(job.pending[a:b], job.oracle.rng) for job, a, b in selected])
             self.stats.rounds += 1
             self.stats.rows += rows
             for (job, a, b), counts in zip(selected, votes):
                 self.stats.points += b - a
-                job.oracle.charge(b - a)
                 job.answered = b
                 if b < len(job.pending):
                     job.parts.append(counts)
@@ -157,14 +158,40 @@ class Engine:
         waiting.extend(back)  # their rest goes first next round, in the same order
         return selected, rows
 
+    def _charge(self, selected, n: int, waiting: deque, on_result) -> tuple[list[tuple[Job, int, int]], int]:
+        """Charge each selected job's points to its budget before any inference runs.
+
+        A job whose request its oracle refuses gets BudgetExceeded thrown into its
+        generator (an attack ends there and returns its best verified adversarial); its
+        rows leave the round, and every other job goes on.
+        """
+        kept, rows = [], 0
+        for job, a, b in selected:
+            try:
+                job.oracle.charge(b - a)
+            except BudgetExceeded as refused:
+                job.answered, job.parts = 0, []
+                self._advance(job, None, waiting, on_result, error=refused)
+                continue
+            kept.append((job, a, b))
+            rows += (b - a) * n
+        return kept, rows
+
     @staticmethod
-    def _advance(job: Job, answers: np.ndarray | None, waiting: deque, on_result) -> None:
+    def _advance(
+        job: Job, answers: np.ndarray | None, waiting: deque, on_result, *, error: BaseException | None = None
+    ) -> None:
         try:
-            job.pending = next(job.gen) if answers is None else job.gen.send(answers)
+            if error is not None:
+                job.pending = job.gen.throw(error)
+            else:
+                job.pending = next(job.gen) if answers is None else job.gen.send(answers)
         except StopIteration as stop:
-            job.pending = None
-            job.outcome = stop.value
-            if on_result is not None:
-                on_result(job)
+            job.pending, job.outcome = None, stop.value
+        except BudgetExceeded:  # a generator that does not handle the refusal ends with no outcome
+            job.pending, job.outcome = None, None
+        else:
+            waiting.append(job)
             return
-        waiting.append(job)
+        if on_result is not None:
+            on_result(job)

@@ -3,7 +3,7 @@
 A KeyboardInterrupt raised at an arbitrary bytecode can land inside a library's
 critical section (a progress bar's lock taken by one thread and waited for by its
 refresh thread, a file half written) and hang or corrupt the run. Inside
-:func:`stop_at_checkpoints`, the first SIGINT only sets a flag; long loops call
+:func:`stop_at_checkpoints`, the first SIGINT (or SIGTERM) only sets a flag; long loops call
 :func:`checkpoint` at points where stopping is safe (the engine after every round,
 the smoothed classifier between model batches),
 which raises KeyboardInterrupt there. A second SIGINT raises at once, as usual.
@@ -28,26 +28,30 @@ def checkpoint() -> None:
 
 @contextmanager
 def stop_at_checkpoints() -> Iterator[None]:
-    """Defer the first Ctrl-C to the next :func:`checkpoint` (main thread only; elsewhere,
-    or where SIGINT is not Python's default handler, nothing changes)."""
+    """Defer the first Ctrl-C (SIGINT) or SIGTERM to the next :func:`checkpoint`; a second one
+    stops at once. Main thread only; elsewhere nothing changes.
+
+    The handlers are installed whatever was there before, so that a run started in the
+    background by a script (which inherits SIGINT ignored) still stops on ``kill -INT``,
+    and a scheduler's or CI's SIGTERM ends it as cleanly as Ctrl-C (finished results kept).
+    """
     if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
         yield
         return
 
     def handler(signum, frame) -> None:
-        if _requested.is_set():  # pressed twice before a checkpoint: stop now
+        if _requested.is_set():  # asked twice before a checkpoint: stop now
             _requested.clear()
             raise KeyboardInterrupt
         _requested.set()
 
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     _requested.clear()
-    signal.signal(signal.SIGINT, handler)
+    for sig in previous:
+        signal.signal(sig, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
         _requested.clear()

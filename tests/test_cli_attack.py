@@ -12,54 +12,45 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-from probe.cli import app
-from tests.onnx_models import linear_weights, margin, save_linear
+from scipy import stats
 
 SHAPE = (3, 16, 16)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("attack")
-    w, b = linear_weights(SHAPE, seed=4)
-    model = save_linear(root / "lin.onnx", w, b)
-    folder = root / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    rows = ["file,label"]
-    for i in range(4):
-        # images at distance ~0.3-0.6 from the hyperplane, well inside the box
-        x = np.clip(0.5 + 0.15 * rng.standard_normal(SHAPE), 0, 1)
-        arr = (x.transpose(1, 2, 0) * 255).round().astype(np.uint8)
-        Image.fromarray(arr).save(folder / f"p{i}.png")
-        xq = arr.astype(np.float32).transpose(2, 0, 1) / 255.0
-        rows.append(f"p{i}.png,{int(np.dot(w.ravel(), xq.ravel()) + b > 0)}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
-    return model, folder, w, b
+def lin(make_linear):
+    """The linear model and 4 images around grey (margins -0.04 to 0.14)."""
+    return make_linear(SHAPE, seed=4, images=4, image_seed=1, spread=0.15)
 
 
-def attack(*args):
-    return CliRunner().invoke(app, ["attack", *map(str, args)])
+def records_of(folder):
+    return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
 
 
-def test_attack_writes_records_summary_and_images(setup, tmp_path):
-    model, folder, w, b = setup
+def load_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path), np.float32).transpose(2, 0, 1) / 255.0
+
+
+def png_slack(lin) -> float:
+    """How far 8-bit rounding (at most 1/510 per pixel) can move a point's signed distance."""
+    return float(np.abs(lin.w).sum() / np.linalg.norm(lin.w) / 510)
+
+
+def test_attack_writes_records_summary_and_images(lin, tmp_path, run_cli):
     out = tmp_path / "run"
-    result = attack("--model", model, "--images", folder, "--sigma", 0, "--budget", 1000, "--out", out, "--save-images", "--json")
+    result = run_cli("attack", "--model", lin.model, "--images", lin.folder, "--sigma", 0, "--budget", 1000,
+                     "--out", out, "--save-images", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    records = records_of(out)
     assert len(records) == 4 * 3 and summary["results"] == 12
     assert json.loads((out / "summary.json").read_text())["attacks"].keys() == {"hsja", "surfree", "rays"}
     for rec in records:
         assert rec["skipped"] is None and rec["success"] and rec["p_adv"] == 1.0
         assert 0 < rec["queries"] <= 1000 and rec["inferences"] == rec["queries"]
         assert os.path.getsize(rec["adv_path"]) > 0
-        x = np.asarray(Image.open(rec["adv_path"]), np.float32).transpose(2, 0, 1) / 255.0
-        x0 = np.asarray(Image.open(folder / rec["image"]), np.float32).transpose(2, 0, 1) / 255.0
-        exact = abs(margin(x0, w, b))  # the exact minimal L2 distance
+        x, x0 = load_png(rec["adv_path"]), load_png(lin.folder / rec["image"])
+        exact = abs(lin.margin(x0))  # the exact minimal L2 distance
         assert rec["l2"] >= exact * (1 - 1e-4)  # no attack beats the optimum
         if rec["attack"] != "rays":
             assert rec["l2"] <= 2.0 * exact  # and the L2 attacks get close to it
@@ -67,38 +58,107 @@ def test_attack_writes_records_summary_and_images(setup, tmp_path):
     assert summary["attacks"]["hsja"]["success_rate"] == 1.0
 
 
-def test_smoothed_attack_accounting_and_reproducibility(setup, tmp_path):
-    model, folder, _, _ = setup
-    args = ["--model", model, "--images", folder, "--sigma", 0.05, "--n", 5, "--budget", 120,
+def test_without_noise_success_is_exactly_found(lin, tmp_path, run_cli):
+    """sigma = 0: the oracle is f itself, so a point found adversarial is on the other side of
+    the hyperplane, its p_adv is exactly 1 and success is found; with 2 queries some attacks
+    find nothing (p_adv None, no success), with 1000 all do."""
+    found = {}
+    for budget in (2, 1000):
+        out = tmp_path / f"b{budget}"
+        result = run_cli("attack", "--model", lin.model, "--images", lin.folder, "--sigma", 0, "--budget", budget,
+                         "--attack", "hsja,rays", "--out", out, "--save-images")
+        assert result.exit_code == 0, result.output
+        for rec in records_of(out):
+            assert rec["queries"] <= budget and rec["skipped"] is None
+            if rec["found"]:
+                assert rec["p_adv"] == 1.0 and rec["success"] is True and rec["l2"] > 0
+                t = lin.margin(load_png(rec["adv_path"]))
+                assert abs(t) <= png_slack(lin) or (t > 0) != (rec["clean_label"] == 1)  # the exact class changed
+            else:
+                assert rec["p_adv"] is None and rec["success"] is False and rec["l2"] is None
+            found.setdefault(budget, set()).add(rec["found"])
+    assert found == {2: {False, True}, 1000: {True}}
+
+
+def looks(maximum: int, first: int = 8) -> list[int]:
+    """The sample sizes at which p_adv's sequential estimate may stop: 8, 16, 32, ..., maximum."""
+    sizes = [first]
+    while sizes[-1] * 2 < maximum:
+        sizes.append(sizes[-1] * 2)
+    return sizes + [maximum]
+
+
+def test_smoothed_p_adv_is_the_exact_probability(lin, tmp_path, run_cli):
+    """sigma > 0: a noisy copy of a point t past the hyperplane (away from the clean label) leaves
+    that label with probability q = Phi(t / sigma) exactly, so with n = 5 votes and two classes
+    p_adv = P[Bin(5, q) >= 3]. That is exact for the saved 8-bit PNG (``p_adv_8bit``); the float
+    x_adv lies within png_slack of it. The estimates must agree with these values, and success
+    must follow them wherever they are clearly above or below P_a = 1/2."""
+    sigma, n, samples = 0.25, 5, 400  # sigma large beside the PNG rounding (png_slack ~ 0.04)
+    out = tmp_path / "smoothed"
+    result = run_cli("attack", "--model", lin.model, "--images", lin.folder, "--sigma", sigma, "--n", n,
+                     "--budget", 300, "--attack", "hsja,surfree", "--p-adv-samples", samples, "--seed", 1,
+                     "--out", out, "--save-images")
+    assert result.exit_code == 0, result.output
+
+    def exact(past: float) -> float:
+        return float(stats.binom.sf(2, n, stats.norm.cdf(past / sigma)))
+
+    decided = []
+    for rec in records_of(out):
+        if rec["skipped"]:
+            continue
+        if not rec["found"]:
+            assert rec["p_adv"] is None and rec["p_adv_8bit"] is None and not rec["success"]
+            continue
+        t = lin.margin(load_png(rec["adv_path"]))
+        past = t if rec["clean_label"] == 0 else -t  # signed distance past the hyperplane, away from the label
+        # the PNG itself: p exactly; its estimate drew k of m evaluations, m one of the looks (the
+        # smallest m that k / m allows gives the widest, hence a safe, interval)
+        m = min(size for size in looks(samples) if abs(rec["p_adv_8bit"] * size - round(rec["p_adv_8bit"] * size)) < 1e-6)
+        ci = stats.binomtest(round(rec["p_adv_8bit"] * m), m).proportion_ci(0.999)
+        assert ci.low <= exact(past) <= ci.high, (rec, exact(past))
+        # the float x_adv: p between these two; its recorded 99% interval must reach that range
+        p_low, p_high = exact(past - png_slack(lin)), exact(past + png_slack(lin))
+        low, high = rec["p_adv_interval"]
+        assert low <= rec["p_adv"] <= high and low <= p_high and p_low <= high, (rec, p_low, p_high)
+        k = rec["p_adv"] * rec["p_adv_evaluations"]
+        assert rec["p_adv_evaluations"] in looks(samples) and abs(k - round(k)) < 1e-6
+        if p_low > 0.6 or p_high < 0.4:
+            assert rec["success"] == (p_low > 0.6), (rec, p_low, p_high)
+            decided.append(rec["success"])
+    assert set(decided) == {True, False}  # found points both clearly adversarial and clearly not
+
+
+def test_smoothed_attack_accounting_and_reproducibility(lin, tmp_path, run_cli):
+    args = ["attack", "--model", lin.model, "--images", lin.folder, "--sigma", 0.05, "--n", 5, "--budget", 120,
             "--attack", "hsja,rays", "--p-adv-samples", 30, "--seed", 3]
     runs = []
     for k in range(2):
-        result = attack(*args, "--out", tmp_path / f"r{k}")
+        result = run_cli(*args, "--out", tmp_path / f"r{k}")
         assert result.exit_code == 0, result.output
-        runs.append([json.loads(line) for line in (tmp_path / f"r{k}" / "results.jsonl").read_text().splitlines()])
+        runs.append(records_of(tmp_path / f"r{k}"))
     strip = lambda recs: sorted((r["image"], r["attack"], r["queries"], r["l2"], r["p_adv"]) for r in recs)
     assert strip(runs[0]) == strip(runs[1])
     for rec in runs[0]:
         assert rec["queries"] <= 120 and rec["inferences"] == 5 * rec["queries"]
-        assert rec["success"] == (rec["found"] and rec["p_adv"] >= 0.5)
-    other = attack(*args[:-1], 4, "--out", tmp_path / "r3")
-    recs = [json.loads(line) for line in (tmp_path / "r3" / "results.jsonl").read_text().splitlines()]
-    assert strip(recs) != strip(runs[0])
+        if rec["found"]:  # a fraction of at most 30 fresh evaluations
+            k = rec["p_adv"] * rec["p_adv_evaluations"]
+            assert rec["p_adv_evaluations"] in looks(30) and abs(k - round(k)) < 1e-6
+    result = run_cli(*args[:-1], 4, "--out", tmp_path / "r3")
+    assert result.exit_code == 0, result.output
+    assert strip(records_of(tmp_path / "r3")) != strip(runs[0])
 
 
-def test_attack_bad_options_exit_2(setup):
-    model, folder, _, _ = setup
+def test_attack_bad_options_exit_2(lin, run_main):
     for args in (["--attack", "nope"], ["--budget", 0], ["--pa", 1.5], ["--norm", "l3"], ["--save-images"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "probe", "attack", "--model", str(model), "--images", str(folder), *map(str, args)],
-            capture_output=True, text=True, timeout=120,
-        )
+        result = run_main("attack", "--model", lin.model, "--images", lin.folder, *args)
         assert result.returncode == 2, (args, result.stderr)
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_ctrl_c_keeps_finished_results(setup, tmp_path):
-    model, folder, _, _ = setup
+def test_ctrl_c_keeps_finished_results(lin, tmp_path):
+    model, folder = lin.model, lin.folder
     out = tmp_path / "interrupted"
     rows = (folder / "labels.csv").read_text().splitlines()
     first = rows[1].split(",")

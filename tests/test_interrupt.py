@@ -13,7 +13,6 @@ from probe.interrupt import checkpoint, stop_at_checkpoints
 from probe.oracle import Criterion, Oracle
 from probe.smoothing import SmoothedClassifier
 from probe.runtime import Runtime
-from tests.onnx_models import linear_weights, save_linear
 
 
 def _ctrl_c() -> None:
@@ -44,11 +43,10 @@ def test_first_ctrl_c_waits_for_a_checkpoint_second_stops_at_once():
     checkpoint()  # and nothing is left pending
 
 
-def test_engine_stops_between_rounds(tmp_path):
+def test_engine_stops_between_rounds(make_linear):
     """Ctrl-C while the model runs a round: the round is answered in full, its job charged
     and advanced, and the KeyboardInterrupt comes after it, before the next round."""
-    w, b = linear_weights((3, 8, 8), seed=1)
-    runtime = Runtime(save_linear(tmp_path / "l.onnx", w, b), batch_size=8)
+    runtime = Runtime(make_linear((3, 8, 8), seed=1).model, batch_size=8)
     clf = SmoothedClassifier(runtime, 0.0, 1)
     answered = []
 
@@ -65,7 +63,7 @@ def test_engine_stops_between_rounds(tmp_path):
         return votes(requests, n)
 
     clf.votes = votes_with_ctrl_c
-    jobs = [Job(asker(np.full((3, 8, 8), 0.5, np.float32)), Oracle(clf, Criterion(0), 1000, np.random.default_rng(0)))]
+    jobs = [Job(asker(np.full((3, 8, 8), 0.5, np.float32)), Oracle(clf, Criterion(0), budget=1000, rng=np.random.default_rng(0)))]
     with stop_at_checkpoints(), pytest.raises(KeyboardInterrupt):
         Engine(clf).run(jobs)
     assert answered == [4, 4, 4]  # the third round was answered, no fourth was run
@@ -73,10 +71,9 @@ def test_engine_stops_between_rounds(tmp_path):
     assert len(jobs[0].pending) == 4  # the job already asked its next points
 
 
-def test_a_long_smoothed_call_stops_between_batches(tmp_path):
+def test_a_long_smoothed_call_stops_between_batches(make_linear):
     """CERTIFY-size calls (n rows of one point) stop at the next model batch, not at the end."""
-    w, b = linear_weights((3, 8, 8), seed=1)
-    runtime = Runtime(save_linear(tmp_path / "l.onnx", w, b), batch_size=8)
+    runtime = Runtime(make_linear((3, 8, 8), seed=1).model, batch_size=8)
     clf = SmoothedClassifier(runtime, 0.1, 1)
     run = runtime._run
 

@@ -24,7 +24,7 @@ from probe.runtime import Runtime
 @pytest.mark.slow
 def test_each_attack_succeeds_on_nine_tenths_of_the_cifar_images_within_1000_queries():
     runtime = Runtime(resolve_model("cifar10-cnn"), batch_size=64)
-    images = load_images([str(default_images("cifar10-cnn"))], runtime.spec.size, None, None)
+    images = load_images([str(default_images("cifar10-cnn"))], runtime.spec.size, labels_csv=None, limit=None)
     classifier = SmoothedClassifier(runtime, 0.05, 10)
     config = AttackConfig(budget=1000, seed=0)
     records = attack_images(classifier, images, config)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from probe.cli import app
@@ -48,10 +48,6 @@ def straight(tmp_path_factory):
     result = CliRunner().invoke(app, ["sweep", str(root / "tiny.toml"), "--out", str(root / "a"), "--json", "--quiet"])
     assert result.exit_code == 0, result.output
     return root
-
-
-def run_main(*args):
-    return subprocess.run([sys.executable, "-m", "probe", *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 def test_sweep_records_configs_and_accuracy(straight):
@@ -115,9 +111,9 @@ def test_grid_expansion_dedupes_sigma_zero_and_merges_extra_tables():
     "data, message",
     [
         ({"sigmas": [0.1]}, "unknown key"),
-        ({"sigma": [-0.1]}, "'sigma' values must be >= 0"),
-        ({"pa": [1.5]}, "'pa' values"),
-        ({"n": [0]}, "'n' values"),
+        ({"sigma": [-0.1]}, r"'sigma' must be in \[0.0, inf\), got -0.1"),
+        ({"pa": [1.5]}, r"'pa' must be in \(0.0, 1.0\], got 1.5"),
+        ({"n": [0]}, r"'n' must be an integer in \[1, inf\], got 0"),
         ({"attacks": ["fgsm"]}, "unknown attack"),
         ({"budget": "many"}, "'budget' must be"),
         ({"extra": [{"seed": 3}]}, "unknown key"),
@@ -129,29 +125,80 @@ def test_bad_sweep_files_are_probe_errors(data, message):
         parse_sweep(data)
 
 
-def test_bad_sweep_file_exits_2(tmp_path):
+def test_bad_sweep_file_exits_2(tmp_path, run_main):
     bad = tmp_path / "bad.toml"
     bad.write_text("sigma = [0.1\n")
     result = run_main("sweep", bad, "--out", tmp_path / "o")
     assert result.returncode == 2 and "not valid TOML" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_report_has_figures_tables_certificates_and_versions(straight):
+def _md_table(md: str, header_start: str) -> list[dict[str, str]]:
+    """The rows of the Markdown table whose header line starts with ``| header_start``."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header_start}"))
+    headers = [h.strip() for h in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(headers, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+def test_report_numbers_are_those_of_the_records(straight):
+    pytest.importorskip("matplotlib")  # the report draws Fig. 4 and 5
     folder = straight / "a"
     result = CliRunner().invoke(app, ["report", str(folder)])
     assert result.exit_code == 0, result.output
     md = (folder / "report.md").read_text()
     page = (folder / "report.html").read_text()
-    assert "figures/distortion_accuracy.png" in md and (folder / "figures" / "distortion_accuracy.png").stat().st_size > 0
-    points = json.loads((folder / "figures" / "distortion_accuracy.json").read_text())["points"]
-    assert {p["attack"] for p in points} == {"hsja", "rays"} and len(points) == 4
+    records = read_jsonl(folder / RESULTS)
+    configs = {c["config"]: c for c in read_jsonl(folder / CONFIGS)}
+
+    # the table per configuration and attack, against the records counted here
+    table = {(row["configuration"], row["attack"]): row for row in _md_table(md, "configuration | attack | successes")}
+    expected_points = {}
+    for cid, config in configs.items():
+        for attack in ("hsja", "rays"):
+            recs = [r for r in records if r["config"] == cid and r["attack"] == attack and not r["skipped"]]
+            wins = [r for r in recs if r["success"]]
+            l2 = [r["l2"] for r in wins]
+            row = table[(config["label"], attack)]
+            assert row["successes"] == f"{len(wins)}/{len(recs)}"
+            assert row["median L2"] == (f"{np.median(l2):.3f}" if l2 else "-")
+            assert row["mean L2"] == (f"{np.mean(l2):.3f}" if l2 else "-")
+            assert row["mean queries"] == f"{np.mean([r['queries'] for r in recs]):.0f}"
+            assert row["defended acc."] == f"{config['clean_accuracy']:.3f}"
+            assert row["plain acc."] == f"{config['plain_accuracy']:.3f}"
+            expected_points[(cid, attack)] = {"accuracy": config["clean_accuracy"],
+                                              "mean_l2": float(np.mean(l2)) if l2 else None}
+    assert len(table) == len(expected_points) == 4
+
+    # Fig. 5 and the numbers behind it
+    png = folder / "figures" / "distortion_accuracy.png"
+    with Image.open(png) as image:
+        assert image.format == "PNG" and min(image.size) > 200
+    points = json.loads(png.with_suffix(".json").read_text())["points"]
+    assert len(points) == 4
+    for p in points:
+        assert {k: p[k] for k in ("accuracy", "mean_l2")} == pytest.approx(expected_points[(p["config"], p["attack"])])
+    assert "![Fig. 5" in md and "(figures/distortion_accuracy.png)" in md
     assert "data:image/png;base64," in page and "src='figures/" not in page
-    for text in ("Results per configuration", "median L2", "defended acc.", "Certified radii vs practical",
-                 "onnxruntime", "numpy"):
-        assert text in md and text in page
+
+    # the certified radii: sigma = 0.05 on the 3 images, median radius of those certified correct
+    certs = read_jsonl(folder / "certify.jsonl")
+    kept = [c["radius"] for c in certs if c["correct"] and not c["abstain"]]
+    (cert_row,) = _md_table(md, "model | sigma | certification")
+    assert cert_row["sigma"] == "0.05" and cert_row["certification"] == "n0=20 n=100 alpha=0.001"
+    assert cert_row["certified"] == f"{len(kept) / len(certs):.0%}"
+    assert cert_row["median radius (certified)"] == (f"{np.median(kept):.4f}" if kept else "-")
+    versions = json.loads((folder / "sweep.json").read_text())["versions"]
+    for name in ("numpy", "onnxruntime"):
+        assert f"| {name} | {versions[name]} |" in md
+        assert f"<td>{name}</td><td>{versions[name]}</td>" in page
 
 
-def test_check_passes_fails_and_rejects_bad_input(straight, tmp_path):
+def test_check_passes_fails_and_rejects_bad_input(straight, tmp_path, run_main):
     folder = straight / "a"
     rows = summarize_sweep(read_jsonl(folder / RESULTS), {c["config"]: c for c in read_jsonl(folder / CONFIGS)})
     smallest = min(r["median_l2"] for r in rows if r["median_l2"] is not None)
@@ -164,7 +211,7 @@ def test_check_passes_fails_and_rejects_bad_input(straight, tmp_path):
     assert run_main("check", folder, "--baseline", folder / "baseline.json", "--max-drop", "200%").returncode == 2
 
 
-def test_baseline_round_trip_and_regression(straight, tmp_path):
+def test_baseline_round_trip_and_regression(straight, tmp_path, run_main):
     folder = straight / "a"
     baseline = tmp_path / "baseline.json"
     wrote = CliRunner().invoke(app, ["check", str(folder), "--write-baseline", str(baseline)])

@@ -11,11 +11,12 @@ Progress goes to stderr; with ``--json`` stdout holds the JSON document and noth
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 from probe.cli import attack, bench, core, figures, models, runs
-from probe.cli.output import print_error
+from probe.cli.output import err, escape, print_error
 from probe.errors import ProbeError
 
 app = typer.Typer(
@@ -26,29 +27,72 @@ app = typer.Typer(
 )
 models_app = typer.Typer(no_args_is_help=True, help="List and export models.")
 
-app.command("info")(core.info)
-app.command("predict")(core.predict)
-app.command("accuracy")(core.accuracy)
-app.command("certify")(core.certify)
-app.command("attack")(attack.attack)
-app.command("profile")(figures.profile)
-app.command("slice")(figures.slice_cmd)
-app.command("bsearch")(figures.bsearch)
-app.command("sweep")(runs.sweep)
-app.command("report")(runs.report)
-app.command("check")(runs.check)
-app.command("bench")(bench.bench)
-models_app.command("list")(models.models_list)
-models_app.command("export")(models.models_export)
+EXAMPLES = {
+    "info": ["probe info --model cifar10-cnn", "probe info --model model.onnx --layout NHWC --scale 255 --json"],
+    "predict": ["probe predict --sigma 0.25 --n 100 --limit 5", "probe predict --model model.onnx val/*.png"],
+    "accuracy": ["probe accuracy --model cifar10-cnn --sigma 0.05 --n 10", "probe accuracy --sigma 0"],
+    "certify": ["probe certify --sigma 0.12 --sigma 0.25 --n 1000 --plot cert.png --limit 10"],
+    "attack": [
+        "probe attack --sigma 0.05 --n 10 --limit 1 --budget 150",
+        "probe attack --model cifar10-cnn --attack hsja,rays --budget 1000 --out runs/a",
+        "probe attack --preset paper --criterion paper --attack-option hsja.gamma=2 --out runs/b",
+        "probe attack --list-options",
+    ],
+    "profile": ["probe profile --result runs/a/results.jsonl --index 0 --sigma 0.05 --n 10 --n 50"],
+    "slice": ["probe slice --sigma 0.05 --n 50 --grid 41"],
+    "bsearch": ["probe bsearch --result runs/a/results.jsonl --sigma 0.05 --n 1 --n 10"],
+    "sweep": ["probe sweep examples/reproduction.toml --out runs/repro   # re-run to resume"],
+    "report": ["probe report runs/repro"],
+    "check": [
+        "probe check runs/repro --min-success-l2 0.5 --min-accuracy 0.8",
+        "probe check runs/repro --baseline baseline.json --max-drop 10%",
+    ],
+    "bench": ["probe bench --model cifar10-cnn --n 10 --seconds 5"],
+    "list": ["probe models list --json"],
+    "export": ["probe models export resnet50 --checkpoint resnet50.pth --format torchvision"],
+}
+
+
+def _epilog(name: str) -> str:
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in EXAMPLES[name])
+
+
+COMMANDS = {
+    "info": core.info,
+    "predict": core.predict,
+    "accuracy": core.accuracy,
+    "certify": core.certify,
+    "attack": attack.attack,
+    "profile": figures.profile,
+    "slice": figures.slice_cmd,
+    "bsearch": figures.bsearch,
+    "sweep": runs.sweep,
+    "report": runs.report,
+    "check": runs.check,
+    "bench": bench.bench,
+}
+for _name, _function in COMMANDS.items():
+    app.command(_name, epilog=_epilog(_name))(_function)
+models_app.command("list", epilog=_epilog("list"))(models.models_list)
+models_app.command("export", epilog=_epilog("export"))(models.models_export)
 app.add_typer(models_app, name="models")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
-    """Console entry point: ProbeError -> one line on stderr and exit 2."""
+    """Console entry point: ProbeError or a file-system error -> one line on stderr and exit 2."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except ProbeError as exc:
         print_error(exc)
+        sys.exit(2)
+    except OSError as exc:  # a read-only folder, a full disk, ...
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print_error(f"{exc.strerror or exc}{where}")
         sys.exit(2)
 
 

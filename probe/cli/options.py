@@ -70,18 +70,79 @@ class ModelOptions:
 
 _MODEL_PARAMS: dict[str, tuple[Any, Any]] = {
     "model": (
-        Annotated[Optional[str], typer.Option("--model", "-m", help="ONNX file or built-in name (default: efficientnet-lite0).", rich_help_panel=MODEL_PANEL)],
+        Annotated[
+            Optional[str],
+            typer.Option(
+                "--model",
+                "-m",
+                help="ONNX file or built-in name (default: efficientnet-lite0).",
+                rich_help_panel=MODEL_PANEL,
+            ),
+        ],
         None,
     ),
-    "device": (Annotated[str, typer.Option("--device", help="auto (CUDA when it works), cpu or cuda.", rich_help_panel=MODEL_PANEL)], "auto"),
-    "batch_size": (Annotated[int, typer.Option("--batch-size", help="Images per model call.", rich_help_panel=MODEL_PANEL)], 64),
-    "layout": (Annotated[Optional[str], typer.Option("--layout", help="Input layout: NCHW or NHWC.", rich_help_panel=MODEL_PANEL)], None),
-    "channels": (Annotated[Optional[str], typer.Option("--channels", help="Channel order: RGB or BGR.", rich_help_panel=MODEL_PANEL)], None),
-    "scale": (Annotated[Optional[float], typer.Option("--scale", help="Input scale: 1 for [0,1], 255 for [0,255].", rich_help_panel=MODEL_PANEL)], None),
-    "mean": (Annotated[Optional[str], typer.Option("--mean", help="Per-channel mean on that scale, e.g. 0.485,0.456,0.406.", rich_help_panel=MODEL_PANEL)], None),
-    "std": (Annotated[Optional[str], typer.Option("--std", help="Per-channel std on that scale.", rich_help_panel=MODEL_PANEL)], None),
-    "size": (Annotated[Optional[str], typer.Option("--size", help="Input size HxW for models with dynamic size, e.g. 224x224.", rich_help_panel=MODEL_PANEL)], None),
-    "output": (Annotated[Optional[str], typer.Option("--output", help="Name of the logits output when there are several.", rich_help_panel=MODEL_PANEL)], None),
+    "device": (
+        Annotated[
+            str, typer.Option("--device", help="auto (CUDA when it works), cpu or cuda.", rich_help_panel=MODEL_PANEL)
+        ],
+        "auto",
+    ),
+    "batch_size": (
+        Annotated[int, typer.Option("--batch-size", help="Images per model call.", rich_help_panel=MODEL_PANEL)],
+        64,
+    ),
+    "layout": (
+        Annotated[
+            Optional[str], typer.Option("--layout", help="Input layout: NCHW or NHWC.", rich_help_panel=MODEL_PANEL)
+        ],
+        None,
+    ),
+    "channels": (
+        Annotated[
+            Optional[str], typer.Option("--channels", help="Channel order: RGB or BGR.", rich_help_panel=MODEL_PANEL)
+        ],
+        None,
+    ),
+    "scale": (
+        Annotated[
+            Optional[float],
+            typer.Option("--scale", help="Input scale: 1 for [0,1], 255 for [0,255].", rich_help_panel=MODEL_PANEL),
+        ],
+        None,
+    ),
+    "mean": (
+        Annotated[
+            Optional[str],
+            typer.Option(
+                "--mean", help="Per-channel mean on that scale, e.g. 0.485,0.456,0.406.", rich_help_panel=MODEL_PANEL
+            ),
+        ],
+        None,
+    ),
+    "std": (
+        Annotated[
+            Optional[str], typer.Option("--std", help="Per-channel std on that scale.", rich_help_panel=MODEL_PANEL)
+        ],
+        None,
+    ),
+    "size": (
+        Annotated[
+            Optional[str],
+            typer.Option(
+                "--size", help="Input size HxW for models with dynamic size, e.g. 224x224.", rich_help_panel=MODEL_PANEL
+            ),
+        ],
+        None,
+    ),
+    "output": (
+        Annotated[
+            Optional[str],
+            typer.Option(
+                "--output", help="Name of the logits output when there are several.", rich_help_panel=MODEL_PANEL
+            ),
+        ],
+        None,
+    ),
 }
 
 
@@ -92,21 +153,27 @@ class ImageOptions:
     images: Optional[list[str]] = None
     labels: Optional[Path] = None
     limit: Optional[int] = None
+    paths: Optional[list[str]] = None
 
     def open(self, runtime, model: str | None):
         """The :class:`probe.data.ImageSet` (the model's bundled samples by default)."""
+        from probe.cli.output import err, escape
         from probe.data import load_images
         from probe.zoo import DEFAULT_MODEL, default_images
 
-        from probe.cli.output import err, escape
-
-        images = self.images
+        images = [*(self.images or []), *(self.paths or [])]  # --images and positional images alike
         if not images:
             folder = default_images(model or DEFAULT_MODEL)
             if folder is None:
                 raise ProbeError("this model has no bundled sample images: give some with --images")
             images = [str(folder)]
-        loaded = load_images(images, runtime.spec.size, str(self.labels) if self.labels else None, self.limit)
+        loaded = load_images(
+            images,
+            runtime.spec.size,
+            labels_csv=str(self.labels) if self.labels else None,
+            limit=self.limit,
+            num_classes=runtime.num_classes,
+        )
         for path, why in loaded.skipped:
             err.print(f"[yellow]skipped unreadable image[/] {escape(path)}: {escape(why)}")
         return loaded
@@ -114,15 +181,43 @@ class ImageOptions:
 
 _IMAGE_PARAMS: dict[str, tuple[Any, Any]] = {
     "images": (
-        Annotated[Optional[list[str]], typer.Option("--images", "-i", help="Image files, folders or globs (repeatable) (default: the model's samples).", rich_help_panel=IMAGE_PANEL)],
+        Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--images",
+                "-i",
+                help="Image files, folders or globs (repeatable) (default: the model's samples).",
+                rich_help_panel=IMAGE_PANEL,
+            ),
+        ],
         None,
     ),
-    "labels": (Annotated[Optional[Path], typer.Option("--labels", help="CSV of file,label rows.", rich_help_panel=IMAGE_PANEL)], None),
-    "limit": (Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.", rich_help_panel=IMAGE_PANEL)], None),
+    "labels": (
+        Annotated[
+            Optional[Path], typer.Option("--labels", help="CSV of file,label rows.", rich_help_panel=IMAGE_PANEL)
+        ],
+        None,
+    ),
+    "limit": (
+        Annotated[
+            Optional[int], typer.Option("--limit", help="Use only the first N images.", rich_help_panel=IMAGE_PANEL)
+        ],
+        None,
+    ),
+    "paths": (
+        Annotated[
+            Optional[list[str]],
+            typer.Argument(
+                help="Images (files, folders, globs), as with --images: an unquoted dir/*.png works.",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
 }
 
 
-def _group(target: str, cls: type, params: dict[str, tuple[Any, Any]], defaults: dict[str, Any]) -> Callable:
+def option_group(target: str, cls: type, params: dict[str, tuple[Any, Any]], defaults: dict[str, Any]) -> Callable:
     """A decorator adding ``params`` to a command's signature, collected into one ``cls`` argument."""
     unknown = set(defaults) - set(params)
     if unknown:
@@ -131,9 +226,15 @@ def _group(target: str, cls: type, params: dict[str, tuple[Any, Any]], defaults:
     def decorate(func: Callable) -> Callable:
         signature = inspect.signature(func)
         hints = typing.get_type_hints(func, include_extras=True)  # resolved: no string annotations left
-        kept = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values() if p.name != target]
+        kept = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in signature.parameters.values()
+            if p.name != target
+        ]
         added = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=defaults.get(name, default))
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=defaults.get(name, default)
+            )
             for name, (annotation, default) in params.items()
         ]
 
@@ -155,12 +256,12 @@ def _group(target: str, cls: type, params: dict[str, tuple[Any, Any]], defaults:
 
 def model_options(**defaults: Any) -> Callable:
     """Add the model options to a command; it receives them as ``model_options: ModelOptions``."""
-    return _group("model_options", ModelOptions, _MODEL_PARAMS, defaults)
+    return option_group("model_options", ModelOptions, _MODEL_PARAMS, defaults)
 
 
 def image_options(**defaults: Any) -> Callable:
     """Add the image options to a command; it receives them as ``image_options: ImageOptions``."""
-    return _group("image_options", ImageOptions, _IMAGE_PARAMS, defaults)
+    return option_group("image_options", ImageOptions, _IMAGE_PARAMS, defaults)
 
 
 def parse_floats(text: str | None, name: str) -> tuple[float, ...] | None:
@@ -217,6 +318,7 @@ __all__ = [
     "SigmaOpt",
     "image_options",
     "model_options",
+    "option_group",
     "parse_floats",
     "parse_numbers",
     "parse_size",

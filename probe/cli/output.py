@@ -8,18 +8,37 @@ it reaches Rich, so ``my[model].onnx`` prints as it is.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 from rich.console import Console
 from rich.markup import escape as _escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-out = Console()
-err = Console(stderr=True)
+from probe.runs.results import json_default
+
+
+def _width(stream) -> int | None:
+    """Rich's width on a terminal; 160 columns when writing to a file or a pipe (Rich would
+    use 80 and cut the tables' columns), unless COLUMNS says otherwise."""
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    return None if terminal or os.environ.get("COLUMNS") else 160
+
+
+out = Console(width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 
 
 def escape(text: object) -> str:
@@ -44,19 +63,6 @@ def progress_bar(description: str, total: int, *, quiet: bool = False) -> Iterat
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(description, total=total, status="")
         yield lambda k=1, **fields: bar.update(task, advance=k, **fields)
-
-
-def json_default(value: Any) -> Any:
-    """JSON for NumPy scalars and paths."""
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def emit_json(data: Any) -> None:

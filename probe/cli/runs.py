@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from probe.cli.options import JsonOpt, require
@@ -27,7 +33,7 @@ def sweep(
     from probe.runs.sweep_file import load_sweep
 
     plan = load_sweep(config)
-    err.print(f"sweep {plan.name}: {len(plan.configs)} configurations -> {out_dir / RESULTS}")
+    err.print(f"sweep {escape(plan.name)}: {len(plan.configs)} configurations -> {escape(out_dir / RESULTS)}")
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -43,8 +49,9 @@ def sweep(
         def start(cfg, position, total, todo, done) -> None:
             state["l2"] = []
             state["wins"] = 0
-            state["task"] = bar.add_task(f"[{position}/{total}] {cfg.label}", total=todo + done, completed=done,
-                                         wins="-", l2="-")
+            state["task"] = bar.add_task(
+                f"[{position}/{total}] {cfg.label}", total=todo + done, completed=done, wins="-", l2="-"
+            )
 
         def record(rec: dict) -> None:
             import numpy as np
@@ -52,8 +59,12 @@ def sweep(
             if rec["success"]:
                 state["wins"] += 1
                 state["l2"].append(rec["l2"])
-            bar.update(state["task"], advance=1, wins=str(state["wins"]),
-                       l2=f"{np.median(state['l2']):.3f}" if state["l2"] else "-")
+            bar.update(
+                state["task"],
+                advance=1,
+                wins=str(state["wins"]),
+                l2=f"{np.median(state['l2']):.3f}" if state["l2"] else "-",
+            )
 
         hooks = SweepHooks(start=start, record=record, message=lambda m: err.print(escape(m)))
         try:
@@ -62,7 +73,9 @@ def sweep(
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:
-        err.print(f"[yellow]interrupted:[/] finished jobs are in {out_dir / RESULTS}; run the same command to resume")
+        err.print(
+            f"[yellow]interrupted:[/] finished jobs are in {escape(out_dir / RESULTS)}; run the same command to resume"
+        )
         raise typer.Exit(130)
     records, configs, _, _ = load_results_dir(out_dir)
     rows = summarize_sweep(records, configs)
@@ -92,9 +105,16 @@ def _print_rows(rows: list[dict], title: str) -> None:
     for r in rows:
         rate = r["success_rate"]
         name = _setting(r) + (f" {Path(str(r.get('model'))).stem} b={r['budget']}" if several else "")
-        table.add_row(name, r["attack"], "-" if rate is None else f"{rate:.0%}", fmt(r["mean_l2"]),
-                      fmt(r["median_l2"]), fmt(r["median_linf"], 4), fmt(r["mean_queries"], 0),
-                      fmt(r["defended_accuracy"], 2))
+        table.add_row(
+            name,
+            r["attack"],
+            "-" if rate is None else f"{rate:.0%}",
+            fmt(r["mean_l2"]),
+            fmt(r["median_l2"]),
+            fmt(r["median_linf"], 4),
+            fmt(r["mean_queries"], 0),
+            fmt(r["defended_accuracy"], 2),
+        )
     out.print(table)
 
 
@@ -113,7 +133,7 @@ def report(
     if as_json:
         emit_json({k: str(v) for k, v in paths.items()})
         return
-    err.print(f"wrote {paths['markdown']} and {paths['html']}")
+    err.print(f"wrote {escape(paths['markdown'])} and {escape(paths['html'])}")
 
 
 def check(
@@ -140,7 +160,7 @@ def check(
 
     if write_baseline_to is not None:
         doc = write_baseline(folder, write_baseline_to)
-        err.print(f"wrote baseline {write_baseline_to} ({len(doc['entries'])} entries)")
+        err.print(f"wrote baseline {escape(write_baseline_to)} ({len(doc['entries'])} entries)")
         if min_success_l2 is None and min_accuracy is None and baseline is None:
             if as_json:
                 emit_json(doc)
@@ -148,20 +168,29 @@ def check(
     drop = parse_fraction(max_drop)
     require(min_success_l2 is None or min_success_l2 >= 0, "--min-success-l2 must be >= 0")
     require(min_accuracy is None or 0 <= min_accuracy <= 1, "--min-accuracy must be in [0, 1]")
-    checks, _ = run_checks(folder, min_success_l2, min_accuracy, baseline, drop)
+    checks, _ = run_checks(
+        folder, min_success_l2=min_success_l2, min_accuracy=min_accuracy, baseline=baseline, max_drop=drop
+    )
     failed = [c for c in checks if not c.ok]
     if as_json:
         emit_json(checks_json(checks))
     else:
         shown = failed or checks
-        table = Table(title=f"{len(failed)} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks passed")
+        table = Table(
+            title=f"{len(failed)} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks passed"
+        )
         for col in ("configuration", "attack", "metric", "value", "required", "result", "note"):
             table.add_column(col)
         for c in shown:
-            table.add_row(c.label.replace("sigma=", "s=").replace("budget=", "b="), c.attack or "-", c.metric,
-                          fmt(c.value, 4),
-                          "-" if c.threshold is None else f">= {c.threshold:.4g}",
-                          "[green]ok[/]" if c.ok else "[bold red]REGRESSED[/]", c.note)
+            table.add_row(
+                c.label.replace("sigma=", "s=").replace("budget=", "b="),
+                c.attack or "-",
+                c.metric,
+                fmt(c.value, 4),
+                "-" if c.threshold is None else f">= {c.threshold:.4g}",
+                "[green]ok[/]" if c.ok else "[bold red]REGRESSED[/]",
+                c.note,
+            )
         out.print(table)
     if failed:
         raise typer.Exit(1)

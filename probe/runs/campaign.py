@@ -1,35 +1,50 @@
 """Attack many images with many attacks through one engine, and turn outcomes into records.
 
-For each image the label of the original under the ideal smoothed classifier
-g_sigma (estimated from ``p_adv_samples`` fresh votes of g_{sigma,n}, not
-charged to the attacker) is the label to move away from, as in eq. (4); images
-whose true label is known and differs are skipped (already misclassified). Every (image, attack) pair is one engine job with its own
-oracle, budget and seeded streams. After an attack, ``p_adv`` is estimated
-from fresh smoothed evaluations that no attacker pays for; ``success`` needs
-an adversarial found and ``p_adv >= pa``.
+For each image, g_sigma's label of the original (estimated from fresh evaluations of
+g_{sigma,n} with a sequential stop, charged to no attacker) is the label to move away
+from, as in eq. (4); images whose true label is known and differs are skipped (already
+misclassified). Every (image, attack) pair is one engine job with its own oracle, budget
+and random streams. The attacker's answers follow ``criterion`` (``label`` or the
+paper's ``paper`` simulation). The verdict is eq. (4) once: ``p_adv`` from fresh
+plurality votes, ``success`` = found and ``p_adv >= pa``.
+
+Every random stream is keyed by the image's content (a hash of its canonical array)
+and by the attack's name and parameters, never by a position in a list: a record is the
+same whatever else runs and in whatever order.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
-from probe.attacks import make_attack
-from probe.attacks.base import distance
+from probe.attacks import Confirmed, resolve_norm
+from probe.attacks.base import Attack, distance
+from probe.attacks.presets import AttackSettings, build_attack
 from probe.data import ImageSet
 from probe.engine import Engine, Job
-from probe.oracle import Criterion, Oracle, estimate_p_adv, majority
+from probe.oracle import CleanLabel, Criterion, Oracle, clean_label, estimate_p_adv
+from probe.runs.verdict import Certificate, certify_original, eq6_bound
 from probe.smoothing import SmoothedClassifier
 
-STREAM_CLEAN, STREAM_ATTACK, STREAM_ORACLE, STREAM_PADV = 10, 11, 12, 13
+STREAM_CLEAN, STREAM_ATTACK, STREAM_ORACLE, STREAM_PADV, STREAM_PADV8, STREAM_CERTIFY = 10, 11, 12, 13, 14, 15
 
 
 @dataclass(frozen=True, kw_only=True)
 class AttackConfig:
-    """Settings shared by every job of a run."""
+    """Settings shared by every job of a run.
+
+    criterion : the attacker's answer per query, "label" or "paper" (see :class:`~probe.oracle.Criterion`).
+    preset, options : the attacks' parameters (:mod:`probe.attacks.presets`).
+    p_adv_samples : the most fresh evaluations of the sequential tests (clean label, p_adv).
+    confidence : their confidence level.
+    certify_n0, certify_n, certify_alpha : CERTIFY of each original under smoothing (n = 0: off).
+    """
 
     attacks: tuple[str, ...] = ("hsja", "surfree", "rays")
     norm: str = "l2"
@@ -37,107 +52,156 @@ class AttackConfig:
     budget: int = 2000
     seed: int = 0
     targeted: int | None = None
+    criterion: str = "label"
+    preset: str = "probe"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     p_adv_samples: int = 100
-    confirm_share: float = 0.15
+    confidence: float = 0.99
+    certify_n0: int = 100
+    certify_n: int = 1000
+    certify_alpha: float = 0.001
+
+    @property
+    def settings(self) -> AttackSettings:
+        return AttackSettings(preset=self.preset, options=self.options)
 
     def confirm_votes(self) -> int:
         """Answers per confirmation check: about ten checks fit the kept-back share."""
-        return int(np.clip(int(self.confirm_share * self.budget) // 10, 6, 16))
+        return int(np.clip(int(self.settings.confirm_share * self.budget) // 10, 6, 16))
+
+    def attack(self, name: str, sigma: float) -> Attack:
+        """The attack ``name`` as this configuration builds it (confirmed under smoothing)."""
+        attack = build_attack(name, norm=resolve_norm(name, self.norm), settings=self.settings)
+        share = self.settings.confirm_share
+        if sigma > 0 and share > 0:  # a randomized oracle: keep part of the budget to confirm the final point
+            attack = Confirmed(attack, votes=self.confirm_votes(), level=self.pa, share=share)
+        return attack
 
 
-def _rng(seed: int, *keys: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *keys])
+def key_words(data: bytes | str) -> list[int]:
+    """Four 32-bit words of the SHA-256 of ``data``: a stream key from an identity."""
+    raw = data.encode() if isinstance(data, str) else data
+    digest = hashlib.sha256(raw).digest()
+    return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+
+
+def image_key(x: np.ndarray) -> list[int]:
+    """The identity of an image: its canonical float32 array."""
+    return key_words(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+
+
+def attack_key(attack: Attack) -> list[int]:
+    """The identity of an attack: its name and every parameter."""
+    return key_words(json.dumps({"name": attack.name, **attack.params()}, sort_keys=True, default=str))
+
+
+def stream(seed: int, *keys: list[int], kind: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *(w for key in keys for w in key), kind])
 
 
 def clean_labels(
-    classifier: SmoothedClassifier, images: ImageSet, seed: int, evaluations: int = 100
-) -> tuple[np.ndarray, np.ndarray]:
-    """The label of each original under the ideal smoothed classifier g_sigma, and how often
-    the practical g_{sigma,n} agrees with the true label.
-
-    Each image gets ``evaluations`` fresh majority votes of g_{sigma,n} (seeded per image,
-    charged to nobody). The label to move away from is the argmax of all their votes
-    together (g_sigma estimated with evaluations * n samples: the reference of eq. (4));
-    the second array is, per image, the fraction of the evaluations whose majority vote
-    is the true label (NaN when the label is unknown): the defended classifier's accuracy.
-    """
-    evaluations = 1 if classifier.sigma == 0 else evaluations
-    requests = [
-        (np.broadcast_to(images.x[i], (evaluations, *images.x.shape[1:])), _rng(seed, i, STREAM_CLEAN))
+    classifier: SmoothedClassifier, images: ImageSet, *, seed: int, evaluations: int = 100, confidence: float = 0.99
+) -> list[CleanLabel]:
+    """g_sigma's label of each original, with its vote margin and how often g_{sigma,n}
+    gives the true label (the defended classifier's accuracy on it); see :func:`probe.oracle.clean_label`."""
+    return [
+        clean_label(
+            classifier,
+            images.x[i],
+            rng=stream(seed, image_key(images.x[i]), kind=STREAM_CLEAN),
+            true_label=int(images.labels[i]) if images.labels[i] >= 0 else None,
+            max_evaluations=evaluations,
+            confidence=confidence,
+        )
         for i in range(len(images))
     ]
-    labels, agree = [], []
-    for i, votes in enumerate(classifier.votes(requests)):
-        labels.append(int(np.argmax(votes.sum(axis=0))))
-        true = images.labels[i]
-        agree.append(float(np.mean(majority(votes) == true)) if true >= 0 else float("nan"))
-    return np.array(labels, dtype=np.int64), np.array(agree)
-
-
-def _attack_norm(name: str, norm: str) -> str:
-    return "linf" if name == "rays" else ("l2" if name == "surfree" else norm)
 
 
 def build_jobs(
-    classifier: SmoothedClassifier,
-    images: ImageSet,
-    clean: np.ndarray,
-    accuracy: np.ndarray,
-    config: AttackConfig,
+    classifier: SmoothedClassifier, images: ImageSet, clean: list[CleanLabel], config: AttackConfig
 ) -> tuple[list[Job], list[dict]]:
     """Engine jobs for every (image, attack) to run, and records for the skipped ones."""
+    attacks = {name: config.attack(name, classifier.sigma) for name in config.attacks}
     jobs, skipped = [], []
     for i in range(len(images)):
         label = int(images.labels[i]) if images.labels[i] >= 0 else None
-        x_init = None
-        reason = None
+        x_init, reason = None, None
         if config.targeted is None:
-            criterion = Criterion(int(clean[i]), pa=config.pa)
-            if label is not None and clean[i] != label:
+            criterion = Criterion(clean[i].label, rule=config.criterion, pa=config.pa)
+            if label is not None and clean[i].label != label:
                 reason = "misclassified"
         else:
-            criterion = Criterion(config.targeted, targeted=True, pa=config.pa)
-            if clean[i] == config.targeted:
+            criterion = Criterion(config.targeted, targeted=True, rule=config.criterion, pa=config.pa)
+            if clean[i].label == config.targeted:
                 reason = "already the target class"
             else:
-                starts = np.flatnonzero(clean == config.targeted)
-                x_init = images.x[starts[0]] if len(starts) else None
-        for a, name in enumerate(config.attacks):
+                starts = [j for j, c in enumerate(clean) if c.label == config.targeted]
+                x_init = images.x[starts[0]] if starts else None
+        ikey = image_key(images.x[i])
+        for name, attack in attacks.items():
             meta = {
                 "index": i,
                 "attack": name,
-                "attack_index": a,
+                "params": attack.params(),
                 "label": label,
-                "clean_label": int(clean[i]),
-                "clean_accuracy": None if label is None else float(accuracy[i]),
+                "clean": clean[i],
+                "image_key": ikey,
+                "attack_key": attack_key(attack),
+                "criterion": criterion,
             }
             if reason is not None:
-                skipped.append(_record(meta, images, classifier, config, None, None, 0.0, reason))
+                skipped.append(_record(meta, images, classifier, config, skipped=reason))
                 continue
-            attack = make_attack(name, norm=_attack_norm(name, config.norm))
-            if classifier.sigma > 0 and config.confirm_share > 0:
-                # a randomized oracle: keep part of the budget to confirm the final point
-                attack.confirm_with(config.confirm_votes(), config.pa, config.confirm_share)
-            gen = attack.run(images.x[i], config.budget, _rng(config.seed, i, a, STREAM_ATTACK), x_init)
-            oracle = Oracle(classifier, criterion, config.budget, _rng(config.seed, i, a, STREAM_ORACLE))
-            meta["criterion"] = criterion
+            gen = attack.run(
+                images.x[i], config.budget, stream(config.seed, ikey, meta["attack_key"], kind=STREAM_ATTACK), x_init
+            )
+            rng = stream(config.seed, ikey, meta["attack_key"], kind=STREAM_ORACLE)
             meta["started"] = time.perf_counter()
-            jobs.append(Job(gen, oracle, meta))
+            jobs.append(Job(gen, Oracle(classifier, criterion, budget=config.budget, rng=rng), meta))
     return jobs, skipped
 
 
-def _record(meta, images, classifier, config, job, p_adv, seconds, skipped=None) -> dict:
-    i = meta["index"]
+def _p_adv(classifier: SmoothedClassifier, config: AttackConfig, meta: dict, x: np.ndarray, kind: int):
+    criterion = meta["criterion"]
+    return estimate_p_adv(
+        classifier, x, label=criterion.label, targeted=criterion.targeted, pa=config.pa,
+        rng=stream(config.seed, meta["image_key"], meta["attack_key"], kind=kind),
+        max_evaluations=config.p_adv_samples, confidence=config.confidence,
+    )  # fmt: skip
+
+
+def _record(
+    meta: dict,
+    images: ImageSet,
+    classifier: SmoothedClassifier,
+    config: AttackConfig,
+    *,
+    job: Job | None = None,
+    certificate: Certificate | None = None,
+    skipped: str | None = None,
+) -> dict:
+    i, clean = meta["index"], meta["clean"]
     outcome = job.outcome if job is not None else None
     found = outcome is not None and outcome.found
     x0 = images.x[i]
+    p = q = None
+    if found:
+        p = _p_adv(classifier, config, meta, outcome.x_adv, STREAM_PADV)
+        q = _p_adv(classifier, config, meta, np.round(outcome.x_adv * 255.0) / np.float32(255.0), STREAM_PADV8)
+    l2 = distance(outcome.x_adv, x0, "l2") if found else None
+    bound = eq6_bound(certificate, sigma=classifier.sigma, n=classifier.n, pa=config.pa)
     return {
         "image": images.ids[i],
         "label": meta["label"],
-        "clean_label": meta["clean_label"],
-        "clean_accuracy": meta["clean_accuracy"],
+        "clean_label": clean.label,
+        "clean_margin": round(clean.margin, 4),
+        "clean_evaluations": clean.evaluations,
+        "clean_accuracy": clean.accuracy,
         "attack": meta["attack"],
-        "norm": _attack_norm(meta["attack"], config.norm),
+        "preset": config.preset,
+        "params": meta["params"],
+        "criterion": config.criterion,
+        "norm": resolve_norm(meta["attack"], config.norm),
         "sigma": classifier.sigma,
         "n": classifier.n,
         "pa": config.pa,
@@ -147,23 +211,28 @@ def _record(meta, images, classifier, config, job, p_adv, seconds, skipped=None)
         "queries": job.oracle.queries if job else 0,
         "inferences": job.oracle.inferences if job else 0,
         "found": found,
-        "success": bool(found and p_adv is not None and p_adv >= config.pa),
-        "p_adv": p_adv,
-        "l2": distance(outcome.x_adv, x0, "l2") if found else None,
+        "success": bool(found and p.p >= config.pa),
+        "p_adv": None if p is None else p.p,
+        "p_adv_interval": None if p is None else [round(p.low, 4), round(p.high, 4)],
+        "p_adv_evaluations": None if p is None else p.evaluations,
+        "p_adv_confidence": config.confidence,
+        "p_adv_8bit": None if q is None else q.p,
+        "l2": l2,
         "linf": distance(outcome.x_adv, x0, "linf") if found else None,
-        "seconds": round(seconds, 3),
+        "certified_radius": None if certificate is None else certificate.radius,
+        "certify": None if certificate is None else certificate.settings,
+        "bound_eq6": bound,
+        "below_bound_eq6": bool(found and bound is not None and l2 < bound),
+        "seconds": round(time.perf_counter() - meta["started"], 3) if "started" in meta else 0.0,
         "skipped": skipped,
     }
 
 
-def finish_job(job: Job, classifier: SmoothedClassifier, images: ImageSet, config: AttackConfig) -> dict:
-    """The result record of a finished job (with its p_adv estimate)."""
-    meta = job.meta
-    p_adv = None
-    if job.outcome is not None and job.outcome.found:
-        rng = _rng(config.seed, meta["index"], meta["attack_index"], STREAM_PADV)
-        p_adv = estimate_p_adv(classifier, meta["criterion"], job.outcome.x_adv, rng, config.p_adv_samples)
-    return _record(meta, images, classifier, config, job, p_adv, time.perf_counter() - meta["started"])
+def finish_job(
+    job: Job, classifier: SmoothedClassifier, images: ImageSet, config: AttackConfig, *, certificate=None
+) -> dict:
+    """The result record of a finished job: eq. (4)'s p_adv, distances and certified radius."""
+    return _record(job.meta, images, classifier, config, job=job, certificate=certificate)
 
 
 def attack_images(
@@ -173,20 +242,25 @@ def attack_images(
     *,
     on_record: Callable[[dict, Job | None], None] | None = None,
     on_round: Callable[[list[Job]], None] | None = None,
-    clean: tuple[np.ndarray, np.ndarray] | None = None,
+    clean: list[CleanLabel] | None = None,
     skip: Callable[[str, str], bool] | None = None,
+    certificates: dict[str, Certificate] | None = None,
 ) -> list[dict]:
     """Run every attack on every image; ``on_record(record, job)`` is called as each finishes.
 
-    clean : the (labels, accuracy) of :func:`clean_labels`, when already computed.
+    clean : the labels of :func:`clean_labels`, when already computed.
     skip : ``skip(image_id, attack)`` is True for jobs already done (a resumed sweep).
+    certificates : a cache of CERTIFY results by image id, filled as images are certified.
     """
     if clean is None:
-        clean = clean_labels(classifier, images, config.seed, config.p_adv_samples)
-    jobs, skipped = build_jobs(classifier, images, clean[0], clean[1], config)
+        clean = clean_labels(
+            classifier, images, seed=config.seed, evaluations=config.p_adv_samples, confidence=config.confidence
+        )
+    jobs, skipped = build_jobs(classifier, images, clean, config)
     if skip is not None:
         skipped = [r for r in skipped if not skip(r["image"], r["attack"])]
         jobs = [j for j in jobs if not skip(images.ids[j.meta["index"]], j.meta["attack"])]
+    certificates = {} if certificates is None else certificates
     records: list[dict] = []
     for rec in skipped:
         records.append(rec)
@@ -194,7 +268,13 @@ def attack_images(
             on_record(rec, None)
 
     def done(job: Job) -> None:
-        rec = finish_job(job, classifier, images, config)
+        i = job.meta["index"]
+        if classifier.sigma > 0 and config.certify_n > 0 and images.ids[i] not in certificates:
+            certificates[images.ids[i]] = certify_original(
+                classifier, images.x[i], rng=stream(config.seed, job.meta["image_key"], kind=STREAM_CERTIFY),
+                n0=config.certify_n0, n=config.certify_n, alpha=config.certify_alpha,
+            )  # fmt: skip
+        rec = finish_job(job, classifier, images, config, certificate=certificates.get(images.ids[i]))
         records.append(rec)
         if on_record:
             on_record(rec, job)

@@ -158,15 +158,18 @@ def build_report(folder: Path, title: str | None = None) -> dict[str, Path]:
     body = [
         [r["label"], r["attack"], f"{r['successes']}/{r['attacked']}", _pct(r["success_rate"]), _f(r["mean_l2"]),
          _f(r["median_l2"]), _f(r["mean_linf"], 4), _f(r["median_linf"], 4), _f(r["mean_queries"], 0),
-         _f(r["defended_accuracy"]), _f(r.get("plain_accuracy"))]
+         _f(r["defended_accuracy"]), _f(r.get("plain_accuracy")), _f(r.get("median_l2_over_radius"), 1),
+         str(r.get("below_bound_eq6", 0))]
         for r in sorted(rows, key=lambda r: (str(r.get("model")), r["sigma"], r["n"], r["pa"], r["budget"], r["attack"]))
     ]
     headers = ["configuration", "attack", "successes", "rate", "mean L2", "median L2", "mean Linf", "median Linf",
-               "mean queries", "defended acc.", "plain acc."]
+               "mean queries", "defended acc.", "plain acc.", "median L2 / radius", "below eq. 6"]
     sections.append(("Results per configuration", [
         "Distortions are of the successful adversarials (found, and p_adv >= P_a on fresh evaluations), "
         "in [0,1] pixel space. Defended accuracy: the mean, over the clean images, of the fraction "
-        "of fresh majority votes of g(sigma, n) that give the true label.",
+        "of fresh majority votes of g(sigma, n) that give the true label. Median L2 / radius: per "
+        "success, its distortion over the CERTIFY radius of its original (the paper: at least 30x); "
+        "below eq. 6: distortions under eq. (6)'s lower bound (any is a bug or an unsound certificate).",
         _table(headers, body),
     ]))
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -20,6 +22,7 @@ from PIL import Image
 from probe.errors import ProbeError
 
 RESULTS, CONFIGS, CERTIFY, SWEEP = "results.jsonl", "configs.jsonl", "certify.jsonl", "sweep.json"
+RUN, LOCK = "run.json", ".probe.lock"
 TIMING_FIELDS = ("seconds",)
 
 
@@ -68,18 +71,30 @@ class ResultsWriter:
         self.close()
 
 
+class ResultsWarning(UserWarning):
+    """A results file holds a line that is not a record (it is ignored)."""
+
+
 def read_results(path: Path) -> list[dict]:
-    """Records of a results.jsonl (a torn last line from an interrupted run is ignored)."""
+    """Records of a results.jsonl. A torn last line (an interrupted write) is ignored
+    silently; any other line that is not a JSON record is ignored with a warning naming
+    its line number."""
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = handle.read().split("\n")
+    torn = len(lines) - 1  # the text after the last newline: empty, or a torn write
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif number - 1 != torn:
+            warnings.warn(f"{path}:{number}: not a JSON record, ignored", ResultsWarning, stacklevel=2)
     return records
 
 
@@ -92,7 +107,9 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0).transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_adversarial(folder: Path, stem: str, x0: np.ndarray, x_adv: np.ndarray, amplify: float | None = None) -> Path:
+def save_adversarial(
+    folder: Path, stem: str, x0: np.ndarray, x_adv: np.ndarray, *, amplify: float | None = None
+) -> Path:
     """Save the adversarial PNG and a side-by-side original | adversarial | amplified difference.
 
     The difference is shown as 0.5 + amplify * (x_adv - x0), amplify chosen so the
@@ -113,6 +130,77 @@ def save_record_image(folder: Path, record: dict, x0: np.ndarray, x_adv: np.ndar
     """Save a record's adversarial PNGs in ``folder`` (created), named after its image and attack."""
     prepare_dir(folder)
     return save_adversarial(folder, f"{Path(record['image']).stem}_{record['attack']}", x0, x_adv)
+
+
+def start_run(folder: Path, settings: dict, *, resume: bool = False, overwrite: bool = False) -> list[dict]:
+    """Prepare the results folder of one ``probe attack`` run; returns the records kept.
+
+    A folder that already holds results is never silently emptied: ``resume`` keeps them
+    (the run's settings, stored in ``run.json``, must be the same) and the caller skips
+    their jobs; ``overwrite`` deletes the previous run's files first; neither is an error.
+    """
+    import shutil
+
+    prepare_dir(folder)
+    existing = read_jsonl(folder / RESULTS)
+    settings = json.loads(json.dumps(settings, default=json_default))
+    if existing and not (resume or overwrite):
+        raise ProbeError(
+            f"{folder} already holds {len(existing)} results: --resume continues that run, --overwrite replaces it"
+        )
+    if resume and existing:
+        stored = json.loads((folder / RUN).read_text(encoding="utf-8")) if (folder / RUN).is_file() else None
+        if stored != settings:
+            raise ProbeError(f"--resume: {folder} holds a run with other settings ({RUN}); use another folder")
+        return existing
+    for name in (RESULTS, "summary.json", RUN):
+        (folder / name).unlink(missing_ok=True)
+    for name in ("adversarial", "images"):
+        shutil.rmtree(folder / name, ignore_errors=True)
+    write_json(folder / RUN, settings)
+    return []
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[Path]:
+    """Hold an OS lock on a results folder (created) for a run's whole life.
+
+    A second run into the same folder fails at once with a ProbeError naming the PID of
+    the first (two writers would duplicate records). The lock goes with the process, so a
+    killed run leaves nothing to clean up.
+    """
+    import fcntl
+
+    prepare_dir(folder)
+    handle = open(folder / LOCK, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise ProbeError(f"{folder} is in use by another probe run (PID {pid}); wait for it or use another folder")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    try:
+        yield folder
+    finally:
+        handle.seek(0)
+        handle.truncate()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def save_record_array(out_dir: Path, record: dict, x_adv: np.ndarray) -> Path:
+    """Save a record's float32 adversarial (the point that was measured) as ``.npy`` under
+    ``out_dir/adversarial/``; returns its path relative to ``out_dir``."""
+    folder = prepare_dir(Path(out_dir) / "adversarial" / str(record.get("config", "")))
+    key = hashlib.sha1(json.dumps(record.get("params"), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    path = folder / f"{Path(record['image']).stem}_{record['attack']}_{key}.npy"
+    np.save(path, np.asarray(x_adv, dtype=np.float32))
+    return path.relative_to(out_dir)
 
 
 def read_jsonl(path: Path) -> list[dict]:

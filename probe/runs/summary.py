@@ -34,6 +34,8 @@ def summarize(records: list[dict]) -> dict[str, dict]:
             "mean_linf": float(linf.mean()) if len(linf) else None,
             "median_linf": float(np.median(linf)) if len(linf) else None,
             "mean_queries": float(np.mean([r["queries"] for r in rows])) if rows else None,
+            "median_l2_over_radius": _median_ratio(wins),
+            "below_bound_eq6": sum(1 for r in rows if r.get("below_bound_eq6")),
             "defended_accuracy": accuracy,
         }
     return out
@@ -51,10 +53,14 @@ def summarize_sweep(records: list[dict], configs: dict[str, dict] | None = None)
         first = recs[0]
         accuracy = meta.get("clean_accuracy", defended_accuracy(recs))
         sigma = first["sigma"]
-        label = meta.get("label") or (
-            f"{first.get('model') or ''} " + ("no RS" if sigma == 0 else f"sigma={sigma:g} n={first['n']} P_a={first['pa']:g}")
-            + f" budget={first['budget']}"
-        ).strip()
+        label = (
+            meta.get("label")
+            or (
+                f"{first.get('model') or ''} "
+                + ("no RS" if sigma == 0 else f"sigma={sigma:g} n={first['n']} P_a={first['pa']:g}")
+                + f" budget={first['budget']}"
+            ).strip()
+        )
         for attack, row in summarize(recs).items():
             rows.append(
                 {
@@ -73,3 +79,10 @@ def summarize_sweep(records: list[dict], configs: dict[str, dict] | None = None)
                 }
             )
     return rows
+
+
+def _median_ratio(wins: list[dict]) -> float | None:
+    """Median of L2 distortion / certified radius over successes whose original is certified
+    (the seed paper's "at least 30 times larger")."""
+    ratios = [r["l2"] / r["certified_radius"] for r in wins if (r.get("certified_radius") or 0) > 0]
+    return float(np.median(ratios)) if ratios else None

@@ -39,12 +39,15 @@ from probe.runs.results import (
     SWEEP,
     ResultsWriter,
     job_key,
+    locked,
     prepare_dir,
     read_jsonl,
+    save_record_array,
     save_record_image,
     write_json,
 )
 from probe.runs.sweep_file import Sweep, SweepConfig
+
 
 def versions() -> dict[str, str]:
     """Versions of probe and the software it runs on."""
@@ -95,7 +98,9 @@ def _load_images(sweep: Sweep, runtime, model: str):
         if folder is None:
             raise ProbeError(f"model {model} has no bundled sample images: give 'images' in the sweep file")
         sources = [str(folder)]
-    return load_images(sources, runtime.spec.size, sweep.labels, sweep.limit)
+    return load_images(
+        sources, runtime.spec.size, labels_csv=sweep.labels, limit=sweep.limit, num_classes=runtime.num_classes
+    )
 
 
 def run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None = None) -> SweepOutcome:
@@ -104,18 +109,27 @@ def run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None = None) -> S
     KeyboardInterrupt propagates after the files are closed: every finished job
     is already on disk, and the next run resumes from there.
     """
+    with locked(out_dir):  # one run per folder: a second one fails naming the first's PID
+        return _run_sweep(sweep, out_dir, hooks)
+
+
+def _run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None) -> SweepOutcome:
     hooks = hooks or SweepHooks()
     prepare_dir(out_dir)
     done = {job_key(r) for r in read_jsonl(out_dir / RESULTS)}
     config_rows = {r["config"]: r for r in read_jsonl(out_dir / CONFIGS)}
-    certified = {(r["model"], r["sigma"], r["n0"], r["n"], r["alpha"], r["seed"], r["image"])
-                 for r in read_jsonl(out_dir / CERTIFY)}
+    certified = {
+        (r["model"], r["sigma"], r["n0"], r["n"], r["alpha"], r["seed"], r["image"])
+        for r in read_jsonl(out_dir / CERTIFY)
+    }
     outcome = SweepOutcome()
     started = time.perf_counter()
     status = {
         "name": sweep.name,
         "source": sweep.source,
-        "configs": [{"config": c.id, "label": c.label, **c.identity(), "attacks": list(c.attacks)} for c in sweep.configs],
+        "configs": [
+            {"config": c.id, "label": c.label, **c.identity(), "attacks": list(c.attacks)} for c in sweep.configs
+        ],
         "versions": versions(),
         "providers": {},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -144,14 +158,32 @@ def run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None = None) -> S
                     hooks.start(cfg, position, len(sweep.configs), len(todo), len(keys) - len(todo))
                 if todo or cfg.id not in config_rows:
                     outcome.written += _run_config(
-                        cfg, runtime, images, attacked, done, results, configs_out, config_rows, hooks, out_dir,
-                        sweep.save_images,
+                        cfg,
+                        runtime,
+                        images=images,
+                        attacked=attacked,
+                        done=done,
+                        results=results,
+                        configs_out=configs_out,
+                        config_rows=config_rows,
+                        hooks=hooks,
+                        out_dir=out_dir,
+                        save_images=sweep.save_images,
                     )
                 outcome.configs += 1
                 if hooks.finish:
                     hooks.finish(cfg)
             if sweep.certify is not None:
-                _certify_model(sweep, model, runtime, images, attacked, certified, cert_out, hooks)
+                _certify_model(
+                    sweep,
+                    model,
+                    runtime=runtime,
+                    images=images,
+                    attacked=attacked,
+                    certified=certified,
+                    out=cert_out,
+                    hooks=hooks,
+                )
         status["status"] = "finished"
     except KeyboardInterrupt:
         status["status"] = "interrupted"
@@ -173,25 +205,37 @@ def _write_status(out_dir: Path, status: dict) -> None:
 
 
 def _open_runtime(model: str, sweep: Sweep):
-    from probe.zoo import resolve_model
     from probe.runtime import Runtime
+    from probe.zoo import resolve_model
 
     return Runtime(resolve_model(model), batch_size=sweep.batch_size, device=sweep.device)
 
 
-def _run_config(cfg, runtime, images, attacked, done, results, configs_out, config_rows, hooks, out_dir,
-                save_images) -> int:
+def _run_config(
+    cfg, runtime, *, images, attacked, done, results, configs_out, config_rows, hooks, out_dir, save_images
+) -> int:
     """One configuration: clean accuracy on all images (configs.jsonl), then the unfinished jobs
     of the first ``attacked`` images in one engine."""
     from probe.runs.campaign import AttackConfig, attack_images, clean_labels
     from probe.smoothing import SmoothedClassifier
 
     classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n)
-    acfg = AttackConfig(attacks=cfg.attacks, norm=cfg.norm, pa=cfg.pa, budget=cfg.budget, seed=cfg.seed,
-                        targeted=None, p_adv_samples=cfg.p_adv_samples)
+    acfg = AttackConfig(
+        attacks=cfg.attacks,
+        norm=cfg.norm,
+        pa=cfg.pa,
+        budget=cfg.budget,
+        seed=cfg.seed,
+        criterion=cfg.criterion,
+        preset=cfg.preset,
+        options=cfg.options,
+        p_adv_samples=cfg.p_adv_samples,
+    )
     # as probe.runs.campaign.attack_images: the label to move away from (g_sigma) and, per image, the
-    # fraction of p_adv_samples fresh majority votes of g_{sigma,n} that give the true label
-    clean, agree = clean_labels(classifier, images, cfg.seed, cfg.p_adv_samples)
+    # fraction of fresh plurality votes of g_{sigma,n} that give the true label
+    clean = clean_labels(classifier, images, seed=cfg.seed, evaluations=cfg.p_adv_samples)
+    labels = np.array([c.label for c in clean])
+    agree = np.array([np.nan if c.accuracy is None else c.accuracy for c in clean])
     labelled = images.labels >= 0
     plain = runtime.labels(images.x)
     row = {
@@ -203,10 +247,12 @@ def _run_config(cfg, runtime, images, attacked, done, results, configs_out, conf
         "attacked": attacked,
         "labelled": int(labelled.sum()),
         "clean_accuracy": float(np.mean(agree[labelled])) if labelled.any() else None,
-        "clean_votes": 1 if cfg.sigma == 0 else cfg.p_adv_samples,
-        "smoothed_label_accuracy": float(np.mean(clean[labelled] == images.labels[labelled])) if labelled.any() else None,
+        "clean_evaluations": int(sum(c.evaluations for c in clean)),
+        "smoothed_label_accuracy": float(np.mean(labels[labelled] == images.labels[labelled]))
+        if labelled.any()
+        else None,
         "plain_accuracy": float(np.mean(plain[labelled] == images.labels[labelled])) if labelled.any() else None,
-        "clean_labels": {images.ids[i]: int(clean[i]) for i in range(len(images))},
+        "clean_labels": {images.ids[i]: int(labels[i]) for i in range(len(images))},
     }
     if config_rows.get(cfg.id, {}).get("clean_labels") != row["clean_labels"]:
         configs_out.write(row)
@@ -217,6 +263,8 @@ def _run_config(cfg, runtime, images, attacked, done, results, configs_out, conf
     def emit(rec: dict, job) -> None:
         nonlocal written
         rec = {"config": cfg.id, "model": cfg.model, **rec}
+        if job is not None and rec["l2"] is not None:
+            rec["adv_file"] = str(save_record_array(out_dir, rec, job.outcome.x_adv))
         if save_images and job is not None and rec["l2"] is not None:
             path = save_record_image(out_dir / "images" / cfg.id, rec, images.x[job.meta["index"]], job.outcome.x_adv)
             rec["adv_path"] = str(path.relative_to(out_dir))
@@ -226,13 +274,20 @@ def _run_config(cfg, runtime, images, attacked, done, results, configs_out, conf
         if hooks.record:
             hooks.record(rec)
 
-    attack_images(classifier, subset, acfg, on_record=emit, clean=(clean[:attacked], agree[:attacked]),
-                  skip=lambda image, attack: (cfg.id, image, attack) in done)
+    attack_images(
+        classifier,
+        subset,
+        acfg,
+        on_record=emit,
+        clean=clean[:attacked],
+        skip=lambda image, attack: (cfg.id, image, attack) in done,
+    )
     return written
 
 
-def _certify_model(sweep: Sweep, model: str, runtime, images, attacked: int, certified: set, out: ResultsWriter,
-                   hooks) -> None:
+def _certify_model(
+    sweep: Sweep, model: str, *, runtime, images, attacked: int, certified: set, out: ResultsWriter, hooks
+) -> None:
     """CERTIFY each attacked image once per (model, sigma > 0) of the sweep."""
     from probe.runs.certify import certify_images
     from probe.smoothing import SmoothedClassifier
@@ -246,10 +301,25 @@ def _certify_model(sweep: Sweep, model: str, runtime, images, attacked: int, cer
             continue
         if hooks.message:
             hooks.message(f"certifying {len(images)} images at sigma={sigma:g} (n0={settings.n0}, n={settings.n})")
-        records = certify_images(SmoothedClassifier(runtime, sigma, settings.n), images, settings.n0, settings.n,
-                                 settings.alpha, seed)
+        records = certify_images(
+            SmoothedClassifier(runtime, sigma, settings.n),
+            images,
+            n0=settings.n0,
+            n=settings.n,
+            alpha=settings.alpha,
+            seed=seed,
+        )
         for rec in records:
             if (*key, rec["image"]) not in certified:
-                out.write({"model": model, "sigma": sigma, "n0": settings.n0, "n": settings.n,
-                           "alpha": settings.alpha, "seed": seed, **rec})
+                out.write(
+                    {
+                        "model": model,
+                        "sigma": sigma,
+                        "n0": settings.n0,
+                        "n": settings.n,
+                        "alpha": settings.alpha,
+                        "seed": seed,
+                        **rec,
+                    }
+                )
                 certified.add((*key, rec["image"]))

@@ -15,6 +15,11 @@ A sweep is described by a TOML file (parsed with the standard ``tomllib``)::
     pa = [0.5]
     seed = 0
     certify = { n0 = 100, n = 1000, alpha = 0.001 }   # optional: CERTIFY radii per (model, sigma)
+    criterion = "label"                  # the attacker's answer: "label" or "paper" (ceil(n P_a) votes)
+    preset = "probe"                     # the attacks' settings: "probe" or "paper" (as published)
+
+    [attack.hsja]                        # optional: any attack parameter (probe attack --list-options)
+    memory = 0
 
     [[extra]]                            # more configurations: these keys override the top level
     sigma = [0.05]
@@ -35,10 +40,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from probe.errors import ProbeError
+from probe.attacks import ATTACKS
+from probe.attacks.presets import PRESETS, option_names
+from probe.oracle import RULES
 from probe.runs.results import config_id
+from probe.validate import check_int, check_real
 
 _GRID_KEYS = ("models", "sigma", "n", "pa", "budget")
 _TOP_KEYS = {
@@ -61,9 +69,12 @@ _TOP_KEYS = {
     "device": str,
     "save_images": bool,
     "certify": (bool, dict),
+    "criterion": str,
+    "preset": str,
+    "attack": dict,
     "extra": list,
 }
-_EXTRA_KEYS = {"models", "model", "sigma", "n", "pa", "budget", "attacks"}
+_EXTRA_KEYS = {"models", "model", "sigma", "n", "pa", "budget", "attacks", "criterion", "preset", "attack"}
 _CERTIFY_KEYS = {"n0": int, "n": int, "alpha": float}
 
 
@@ -83,6 +94,9 @@ class SweepConfig:
     norm: str = "l2"
     seed: int = 0
     p_adv_samples: int = 100
+    criterion: str = "label"
+    preset: str = "probe"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     def identity(self) -> dict[str, Any]:
         """The parameters that tell configurations apart (attacks are per job, not per configuration)."""
@@ -95,6 +109,9 @@ class SweepConfig:
             "norm": self.norm,
             "seed": self.seed,
             "p_adv_samples": self.p_adv_samples,
+            "criterion": self.criterion,
+            "preset": self.preset,
+            "options": self.options,
         }
 
     @property
@@ -147,25 +164,39 @@ def _check_type(where: str, key: str, value: Any, kinds) -> None:
         raise ProbeError(f"{where}: '{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
 
 
-def _numbers(where: str, key: str, values: list, kind: type, low: float, high: float | None = None,
-             low_open: bool = False) -> list:
-    out = []
+def _numbers(
+    where: str, key: str, values: list, kind: type, *, low: float, high: float | None = None, low_open: bool = False
+) -> list:
+    """Each value checked by :mod:`probe.validate`, named ``where: 'key'`` in the message."""
     if not values:
         raise ProbeError(f"{where}: '{key}' is an empty list")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int)):
-            raise ProbeError(f"{where}: every '{key}' must be {'an integer' if kind is int else 'a number'}, got {v!r}")
-        if not np.isfinite(v) or v < low or (low_open and v == low) or (high is not None and v > high):
-            bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-            raise ProbeError(f"{where}: '{key}' values must be {bound}, got {v!r}")
-        out.append(kind(v))
-    return out
+    name = f"{where}: '{key}'"
+    if kind is int:
+        return [check_int(name, v, int(low), None if high is None else int(high)) for v in values]
+    return [check_real(name, v, low, high, low_closed=not low_open) for v in values]
+
+
+def _attack_options(tag: str, table: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[attack.hsja]`` tables: per-attack parameters, checked against the attack's options."""
+    options = {}
+    for name, params in table.items():
+        if name not in ATTACKS and name != "confirm":
+            raise ProbeError(f"{tag}: [attack.{name}]: unknown attack; choose from {', '.join(ATTACKS)}")
+        if not isinstance(params, dict):
+            raise ProbeError(f"{tag}: [attack.{name}] must be a table of parameters")
+        if name != "confirm":
+            unknown = sorted(set(params) - set(option_names(name)))
+            if unknown:
+                raise ProbeError(
+                    f"{tag}: [attack.{name}] has no option {', '.join(unknown)}; "
+                    f"its options are {', '.join(option_names(name))}"
+                )
+        options[name] = dict(params)
+    return options
 
 
 def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sweep") -> Sweep:
     """Validate a sweep dict (from TOML) into a :class:`Sweep`; ProbeError on anything wrong."""
-    from probe.attacks import ATTACKS
-
     base = base or Path(".")
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
@@ -193,17 +224,36 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
         bad = [a for a in attacks if a.lower() not in ATTACKS]
         if bad:
             raise ProbeError(f"{tag}: unknown attack(s) {', '.join(bad)}; choose from {', '.join(ATTACKS)}")
-        sigmas = _numbers(tag, "sigma", _as_list(table.get("sigma", [0.05])), float, 0.0)
-        ns = _numbers(tag, "n", _as_list(table.get("n", [10])), int, 1)
-        pas = _numbers(tag, "pa", _as_list(table.get("pa", [0.5])), float, 0.0, 1.0, low_open=True)
-        budgets = _numbers(tag, "budget", _as_list(table.get("budget", [2000])), int, 1)
+        sigmas = _numbers(tag, "sigma", _as_list(table.get("sigma", [0.05])), float, low=0.0)
+        ns = _numbers(tag, "n", _as_list(table.get("n", [10])), int, low=1)
+        pas = _numbers(tag, "pa", _as_list(table.get("pa", [0.5])), float, low=0.0, high=1.0, low_open=True)
+        budgets = _numbers(tag, "budget", _as_list(table.get("budget", [2000])), int, low=1)
+        criterion = table.get("criterion", "label")
+        if criterion not in RULES:
+            raise ProbeError(f"{tag}: 'criterion' must be one of {', '.join(RULES)}, got {criterion!r}")
+        preset = table.get("preset", "probe")
+        if preset not in PRESETS:
+            raise ProbeError(f"{tag}: 'preset' must be one of {', '.join(PRESETS)}, got {preset!r}")
+        options = _attack_options(tag, table.get("attack", {}))
         configs = []
         for model, sigma, n, pa, budget in itertools.product(models, sigmas, ns, pas, budgets):
             if sigma == 0:
                 n, pa = 1, 0.5
             configs.append(
-                SweepConfig(resolve_model(model), sigma, n, pa, budget, tuple(a.lower() for a in attacks),
-                            norm, seed, p_adv_samples)
+                SweepConfig(
+                    model=resolve_model(model),
+                    sigma=sigma,
+                    n=n,
+                    pa=pa,
+                    budget=budget,
+                    attacks=tuple(a.lower() for a in attacks),
+                    norm=norm,
+                    seed=seed,
+                    p_adv_samples=p_adv_samples,
+                    criterion=criterion,
+                    preset=preset,
+                    options=options,
+                )
             )
         return configs
 
@@ -211,7 +261,7 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
     if norm not in ("l2", "linf"):
         raise ProbeError(f"{where}: 'norm' must be l2 or linf, got {norm!r}")
     seed = data.get("seed", 0)
-    p_adv_samples = _numbers(where, "p_adv_samples", [data.get("p_adv_samples", 100)], int, 1)[0]
+    p_adv_samples = _numbers(where, "p_adv_samples", [data.get("p_adv_samples", 100)], int, low=1)[0]
     configs = grid(data, where)
     for k, extra in enumerate(data.get("extra", [])):
         tag = f"{where} [[extra]] #{k + 1}"
@@ -241,9 +291,11 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
         unknown = sorted(set(certify) - set(_CERTIFY_KEYS))
         if unknown:
             raise ProbeError(f"{where}: unknown certify key(s) {', '.join(unknown)}; allowed: n0, n, alpha")
-        n0 = _numbers(where, "certify.n0", [certify.get("n0", 100)], int, 1)[0]
-        n_c = _numbers(where, "certify.n", [certify.get("n", 1000)], int, 1)[0]
-        alpha = _numbers(where, "certify.alpha", [certify.get("alpha", 0.001)], float, 0.0, 1.0, low_open=True)[0]
+        n0 = _numbers(where, "certify.n0", [certify.get("n0", 100)], int, low=1)[0]
+        n_c = _numbers(where, "certify.n", [certify.get("n", 1000)], int, low=1)[0]
+        alpha = _numbers(
+            where, "certify.alpha", [certify.get("alpha", 0.001)], float, low=0.0, high=1.0, low_open=True
+        )[0]
         settings = CertifySettings(n0, n_c, alpha)
     images = data.get("images")
     if images is not None:

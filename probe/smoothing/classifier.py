@@ -41,7 +41,7 @@ class SmoothedClassifier:
     Instrumentation: ``noise_seconds`` (time spent drawing noise and adding the points).
     """
 
-    def __init__(self, runtime: Runtime, sigma: float, n: int, in_graph: bool | None = None) -> None:
+    def __init__(self, runtime: Runtime, sigma: float, n: int, *, in_graph: bool | None = None) -> None:
         sigma = check_sigma(sigma)
         n = check_n(n)
         self.runtime = runtime
@@ -75,7 +75,9 @@ class SmoothedClassifier:
             return self._graph_votes(requests, n)
         sizes = [len(p) * n for p, _ in requests]
         total = sum(sizes)
-        labels = np.empty(total, dtype=np.int64)
+        k_classes = self.num_classes
+        # counts are accumulated batch by batch: memory stays O(points x classes) for any n
+        out = [np.zeros((len(p), k_classes), dtype=np.int64) for p, _ in requests]
         batch = self.runtime.batch_size
         if self.sigma > 0:
             buf = self._batch_buffer(min(batch, total))
@@ -85,20 +87,34 @@ class SmoothedClassifier:
                 checkpoint()  # a deferred Ctrl-C stops a long call (CERTIFY's n rows) between batches
             end = min(pos + batch, total)
             if self.sigma == 0:
-                labels[pos:end] = self._plain_rows(requests, sizes, pos, end, n)
+                labels = self._plain_rows(requests, sizes, pos, end, n)
             else:
                 self._fill_noisy(buf, requests, sizes, pos, end, n)
-                labels[pos:end] = self.runtime.labels(buf[: end - pos])
+                labels = self.runtime.labels(buf[: end - pos])
+            at = 0
+            for req_index, lo, hi in _segment_indices(sizes, pos, end):
+                # row r of this request belongs to point r // n: offset its label into that point's bins
+                first = lo // n
+                rows = np.arange(lo, hi) // n - first
+                lab = np.asarray(labels[at : at + hi - lo], dtype=np.int64) + rows * k_classes
+                span = (hi - 1) // n - first + 1
+                out[req_index][first : first + span] += np.bincount(lab, minlength=span * k_classes).reshape(
+                    span, k_classes
+                )
+                at += hi - lo
             pos = end
-        out, start = [], 0
-        k_classes = self.num_classes
-        for (points, _), size in zip(requests, sizes):
-            k = len(points)
-            # row r of this request belongs to point r // n: offset its label into that point's bins
-            lab = labels[start : start + size] + np.repeat(np.arange(k, dtype=np.int64) * k_classes, n)
-            out.append(np.bincount(lab, minlength=k * k_classes).reshape(k, k_classes))
-            start += size
         return out
+
+    def classify(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """g_{sigma,n} of each point: the plurality label of its n noisy copies.
+
+        points : (k, C, H, W), or one (C, H, W) point. Returns (k,) int64 labels (ties: the
+        lowest class index), or one int for one point.
+        """
+        points = np.asarray(points, dtype=np.float32)
+        single = points.ndim == 3
+        labels = np.argmax(self.votes([(points[None] if single else points, rng)])[0], axis=1)
+        return int(labels[0]) if single else labels
 
     def _batch_buffer(self, rows: int) -> np.ndarray:
         shape = (rows, *self.runtime.input_shape)

@@ -1,0 +1,148 @@
+"""Presets: the attacks as published (``paper``) and probe's improved variants (``probe``).
+
+A preset is a set of constructor parameters per attack, plus whether a confirmation
+phase is added under a randomized oracle (:class:`~probe.attacks.base.Confirmed`).
+User options (``--attack-option hsja.memory=0``) are applied on top of the preset.
+
+* ``probe`` (default): each class's defaults, and a 15% confirmation reserve under
+  randomized smoothing.
+* ``paper``: the reference settings.
+  HSJA (Chen, Jordan, Wainwright 2020, the authors' code): a fresh gradient estimate at
+  every iteration (``memory=0``), i.i.d. Gaussian probes, the geometric step
+  ``eps = dist / sqrt(t)`` halved until adversarial, no fitting of the last iteration to
+  the budget. SurFree (Maho, Furon, Le Merrer 2021, the official ``config_example.json``):
+  10 bisection steps on the angle (``BS_gamma`` 0.01), ``theta_max`` 30 degrees,
+  ``rho`` 0.98, ``T`` 3, 100 orthogonalised directions of random {-1, 0, +1} DCT
+  coefficients in the frequency range [0, 0.5], constant weighting, no interpolation.
+  RayS (Chen, Gu 2020): the paper's hierarchical sign search (the class defaults).
+  No confirmation phase.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from probe.errors import ProbeError
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "probe": {"hsja": {}, "surfree": {}, "rays": {}},
+    "paper": {
+        "hsja": {"memory": 0.0, "orthogonal": False, "step": "geometric", "fit_budget": False},
+        "surfree": {
+            "theta_max": 30.0,
+            "rho": 0.98,
+            "T": 3,
+            "n_ortho": 100,
+            "bs_gamma": 0.01,
+            "bs_max_iter": 10,
+            "freq_ratio": 0.5,
+            "weighting": "constant",
+            "band": "low",
+            "directions": "ternary",
+            "interpolation": False,
+        },
+        "rays": {},
+    },
+}
+
+#: share of the budget kept back to confirm the result under a randomized oracle
+CONFIRM_SHARE = {"probe": 0.15, "paper": 0.0}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackSettings:
+    """Which attacks, with which preset and per-attack parameter overrides."""
+
+    preset: str = "probe"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ProbeError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+
+    def params(self, attack: str) -> dict[str, Any]:
+        """The constructor parameters of ``attack`` under this preset and these options."""
+        return {**PRESETS[self.preset].get(attack, {}), **self.options.get(attack, {})}
+
+    @property
+    def confirm_share(self) -> float:
+        return float(self.options.get("confirm", {}).get("share", CONFIRM_SHARE[self.preset]))
+
+
+def parse_option(text: str, attacks: tuple[str, ...]) -> tuple[str, str, Any]:
+    """``"hsja.memory=0"`` -> ``("hsja", "memory", 0)``; the value is read as JSON when it
+    parses (numbers, true/false), else kept as a string."""
+    key, sep, raw = text.partition("=")
+    attack, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name or not raw.strip():
+        raise ProbeError(f"an attack option is ATTACK.NAME=VALUE (e.g. hsja.memory=0), got {text!r}")
+    attack = attack.lower()
+    if attack not in (*attacks, "confirm"):
+        raise ProbeError(f"unknown attack {attack!r} in option {text!r}; choose from {', '.join(attacks)}")
+    value: Any = raw.strip()
+    try:
+        value = json.loads(value)
+    except json.JSONDecodeError:
+        pass
+    return attack, name.strip(), value
+
+
+def parse_options(texts: list[str] | tuple[str, ...], attacks: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Several ``ATTACK.NAME=VALUE`` options, grouped by attack."""
+    options: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        attack, name, value = parse_option(text, attacks)
+        options.setdefault(attack, {})[name] = value
+    return options
+
+
+def _attack_class(name: str):
+    from probe.attacks import ATTACKS  # the package imports this module's users, not this module
+
+    if name not in ATTACKS:
+        raise ProbeError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
+    return ATTACKS[name]
+
+
+def option_names(name: str) -> list[str]:
+    """The parameters of attack ``name`` that options may set (all but its norm)."""
+    signature = inspect.signature(_attack_class(name).__init__)
+    return [p for p in signature.parameters if p not in ("self", "norm")]
+
+
+def build_attack(name: str, *, norm: str, settings: AttackSettings):
+    """Attack ``name`` with the preset's parameters and the options on top; an unknown
+    option name or a bad value is a ProbeError naming it."""
+    from probe.attacks import make_attack
+
+    params = settings.params(name)
+    known = option_names(name)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ProbeError(f"{name} has no option {', '.join(unknown)}; its options are {', '.join(known)}")
+    return make_attack(name, norm=norm, **params)
+
+
+def describe_options(name: str) -> list[tuple[str, object, str]]:
+    """(parameter, default, meaning) of each option of attack ``name``, from its docstring."""
+    cls = _attack_class(name)
+    signature = inspect.signature(cls.__init__)
+    meaning: dict[str, str] = {}
+    current = None
+    block = (cls.__doc__ or "").split("Arguments:", 1)[-1].split("Shape:", 1)[0]
+    for line in block.splitlines():
+        head = re.match(r"\s{8}(\w+) \(([^)]*)\):\s*(.*)", line)
+        if head:
+            current = head.group(1)
+            meaning[current] = head.group(3).strip()
+        elif current and line.strip():
+            meaning[current] += " " + line.strip()
+    rows = []
+    for param in option_names(name):
+        text = re.sub(r"\s*\(Default: [^)]*\)\s*$", "", meaning.get(param, ""))
+        rows.append((param, signature.parameters[param].default, text))
+    return rows

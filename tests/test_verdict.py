@@ -1,0 +1,281 @@
+"""The verdict: eq. (4) applied once, the attacker's two criteria, identity-keyed records,
+saved adversarials, CERTIFY and eq. (6) beside each record, and a budget charged first.
+
+Exact oracles: on a linear two-class model f, each noisy vote is class 1 with
+probability q = Phi(margin / sigma), so the plurality of n votes is class 1 with
+probability P[Bin(n, q) > n / 2] (an n/2 : n/2 tie goes to class 0, the lowest index).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from probe.attacks import run_attack
+from probe.engine import Engine, Job
+from probe.errors import BudgetExceeded
+from probe.oracle import Criterion, Oracle, clean_label, estimate_p_adv
+from probe.runs.campaign import AttackConfig, attack_images
+from probe.runtime import Runtime
+from probe.smoothing import SmoothedClassifier, pa_vote_threshold
+from probe.smoothing.theory import level_vote_count
+from tests.onnx_models import linear_weights, save_linear
+
+SIGMA = 0.1
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory):
+    """A linear model on (3, 8, 8) and a way to place a point at a given margin."""
+    w, b = linear_weights((3, 8, 8), seed=4)
+    path = save_linear(tmp_path_factory.mktemp("verdict") / "lin.onnx", w, b)
+    unit = (w / np.linalg.norm(w)).astype(np.float32)
+    x_mid = np.full(w.shape, 0.5, dtype=np.float32)  # on the hyperplane (linear_weights puts it there)
+
+    def at(margin: float) -> np.ndarray:
+        return (x_mid + np.float32(margin) * unit).astype(np.float32)
+
+    return Runtime(path), at
+
+
+def plurality_one(n: int, q: float) -> float:
+    """P[the plurality of n votes is class 1] when each vote is 1 with probability q."""
+    return float(stats.binom.sf(n // 2, n, q))  # P[Bin(n, q) >= floor(n/2) + 1]
+
+
+def margin_for(n: int, p1: float) -> float:
+    """The margin at which the plurality of n votes is class 1 with probability p1."""
+    from scipy import optimize
+
+    q = optimize.brentq(lambda q: plurality_one(n, q) - p1, 1e-9, 1 - 1e-9)
+    return float(SIGMA * special.ndtri(q))
+
+
+@pytest.mark.parametrize("n", [10, 11])
+@pytest.mark.parametrize("pa", [0.5, 0.8])
+@pytest.mark.parametrize("targeted", [False, True])
+@pytest.mark.parametrize("exact", [0.3, 0.65, 0.92])
+def test_p_adv_is_eq4_against_the_exact_binomial(line, n, pa, targeted, exact):
+    runtime, at = line
+    clf = SmoothedClassifier(runtime, SIGMA, n)
+    # untargeted away from class 0, or targeted to class 1: both "plurality is class 1"
+    x = at(margin_for(n, exact))
+    label = 1 if targeted else 0
+    est = estimate_p_adv(clf, x, label=label, targeted=targeted, pa=pa, rng=np.random.default_rng(7),
+                         max_evaluations=2000, confidence=0.999)  # fmt: skip
+    assert est.low <= exact <= est.high, (est, exact)
+    assert (est.p >= pa) == (exact >= pa), (est, exact)
+    assert est.decided  # |exact - P_a| >= 0.12: the sequential test decides before the maximum
+    assert est.evaluations < 2000
+
+
+@pytest.mark.parametrize("n, exact", [(10, stats.binom.sf(5, 10, 0.5)), (11, 0.5)])
+def test_a_tie_is_not_adversarial_at_even_n(line, n, exact):
+    """On f's boundary (q = 1/2): at n = 10 a 5:5 tie keeps class 0, so p_adv = P[Bin >= 6] = 0.377,
+    not the 0.623 that the old rule (>= ceil(n P_a) = 5 wrong votes) gave; at n = 11 exactly 1/2."""
+    runtime, at = line
+    clf = SmoothedClassifier(runtime, SIGMA, n)
+    est = estimate_p_adv(clf, at(0.0), label=0, pa=float(exact), rng=np.random.default_rng(1),
+                         max_evaluations=4000)  # fmt: skip
+    assert est.evaluations == 4000 and not est.decided  # P_a at the exact value: never decided
+    assert abs(est.p - exact) < 4 * np.sqrt(exact * (1 - exact) / 4000), (est.p, exact)
+    if n == 10:
+        old_rule = stats.binom.sf(level_vote_count(n, 0.5) - 1, n, 0.5)  # P[Bin(10, 1/2) >= 5]
+        assert abs(est.p - old_rule) > 0.2
+
+
+def test_p_adv_without_smoothing_is_one_evaluation(line):
+    runtime, at = line
+    clf = SmoothedClassifier(runtime, 0.0, 10)
+    assert estimate_p_adv(clf, at(0.01), label=0, rng=np.random.default_rng(0)).p == 1.0
+    res = estimate_p_adv(clf, at(-0.01), label=0, rng=np.random.default_rng(0))
+    assert (res.p, res.evaluations, res.decided) == (0.0, 1, True)
+
+
+def test_clean_label_stops_early_when_clear_and_records_its_margin(line):
+    runtime, at = line
+    clf = SmoothedClassifier(runtime, SIGMA, 10)
+    clear = clean_label(clf, at(-3 * SIGMA), rng=np.random.default_rng(0), true_label=0)
+    assert (clear.label, clear.evaluations, clear.accuracy) == (0, 8, 1.0)
+    assert clear.margin == pytest.approx(1.0, abs=0.02)  # almost every vote for class 0
+    close = clean_label(clf, at(0.0), rng=np.random.default_rng(0), true_label=0, max_evaluations=64)
+    assert close.evaluations == 64 and abs(close.margin) < 0.1
+
+
+@pytest.mark.parametrize("n", [10, 11])
+@pytest.mark.parametrize("pa", [0.5, 0.8])
+def test_paper_criterion_is_the_ceil_n_pa_rule_and_label_is_the_plurality(n, pa):
+    need = level_vote_count(n, pa)
+    rows = np.array([[n - k, k] for k in range(n + 1)])
+    assert Criterion(0, rule="paper", pa=pa)(rows).tolist() == [k >= need for k in range(n + 1)]
+    assert Criterion(1, targeted=True, rule="paper", pa=pa)(rows).tolist() == [k >= need for k in range(n + 1)]
+    # the label rule ignores P_a: adversarial when class 1 has strictly more votes (a tie stays 0)
+    assert Criterion(0, pa=pa)(rows).tolist() == [k > n - k for k in range(n + 1)]
+    assert Criterion(1, pa=pa)(rows).tolist() == [k <= n - k for k in range(n + 1)]
+
+
+def test_engine_charges_before_inference_and_ends_only_the_refused_job(line):
+    runtime, at = line
+    clf = SmoothedClassifier(runtime, 0.0, 1)
+    x = at(-0.5)
+
+    def greedy():  # asks more points in one request than its budget allows
+        try:
+            yield np.broadcast_to(x, (50, *x.shape)).copy()
+        except BudgetExceeded:
+            return "refused"
+        return "answered"
+
+    def modest():
+        answers = yield np.broadcast_to(x, (3, *x.shape)).copy()
+        return int(np.sum(answers))
+
+    before = runtime.inferences
+    jobs = [
+        Job(greedy(), Oracle(clf, Criterion(0), budget=10, rng=np.random.default_rng(0))),
+        Job(modest(), Oracle(clf, Criterion(0), budget=10, rng=np.random.default_rng(1))),
+    ]
+    Engine(clf).run(jobs)
+    assert jobs[0].outcome == "refused" and jobs[0].oracle.queries == 0
+    assert jobs[1].outcome == 0 and jobs[1].oracle.queries == 3
+    assert runtime.inferences - before == 3  # the refused 50 points never reached the model
+
+
+def _records(runtime, images, config, sigma=0.05, n=5):
+    recs = attack_images(SmoothedClassifier(runtime, sigma, n), images, config)
+    return {(r["image"], r["attack"]): {k: v for k, v in r.items() if k != "seconds"} for r in recs}
+
+
+def test_records_do_not_depend_on_order_or_companions(make_linear):
+    lin = make_linear((3, 8, 8), seed=2, images=3, image_seed=5, spread=0.05)
+    from probe.data import load_images
+
+    runtime = Runtime(lin.model)
+    images = load_images([str(lin.folder)], (8, 8))
+    config = AttackConfig(attacks=("hsja", "rays"), budget=120, p_adv_samples=16, certify_n=64)
+    everything = _records(runtime, images, config)
+    assert len(everything) == 6
+    order = [2, 0, 1]
+    reordered = images.__class__(images.x[order], [images.ids[i] for i in order], images.labels[order])
+    swapped = AttackConfig(attacks=("rays", "hsja"), budget=120, p_adv_samples=16, certify_n=64)
+    assert _records(runtime, reordered, swapped) == everything
+    alone = images.__class__(images.x[1:2], images.ids[1:2], images.labels[1:2])
+    only_rays = AttackConfig(attacks=("rays",), budget=120, p_adv_samples=16, certify_n=64)
+    ((key, rec),) = _records(runtime, alone, only_rays).items()
+    assert rec == everything[key]
+
+
+def test_record_carries_the_verdict_the_radius_and_eq6(make_linear, tmp_path):
+    lin = make_linear((3, 8, 8), seed=3, images=2, image_seed=1, spread=0.05)
+    from probe.data import load_images
+
+    runtime = Runtime(lin.model)
+    images = load_images([str(lin.folder)], (8, 8))
+    config = AttackConfig(attacks=("hsja",), budget=200, p_adv_samples=32, certify_n=400, pa=0.8)
+    for rec in attack_images(SmoothedClassifier(runtime, 0.05, 11), images, config):
+        if rec["skipped"]:
+            continue
+        assert rec["criterion"] == "label" and rec["preset"] == "probe" and rec["params"]["attack"]["name"] == "hsja"
+        assert rec["success"] == (rec["found"] and rec["p_adv"] >= 0.8)
+        low, high = rec["p_adv_interval"]
+        assert low <= rec["p_adv"] <= high and 8 <= rec["p_adv_evaluations"] <= 32
+        assert 0.0 <= rec["p_adv_8bit"] <= 1.0
+        # CERTIFY of x_o can never certify more than the true distance to f's hyperplane (g_sigma = f)
+        true_margin = abs(lin.margin(images.x[images.ids.index(rec["image"])]))
+        assert 0 < rec["certified_radius"] <= true_margin
+        expected = rec["certified_radius"] + 0.05 * special.ndtri(1 - pa_vote_threshold(11, 0.8))
+        assert rec["bound_eq6"] == pytest.approx(expected)
+        assert rec["bound_eq6"] > rec["certified_radius"]  # P_a = 0.8 > 1/2 adds a positive term
+        assert not rec["below_bound_eq6"] and rec["l2"] >= rec["bound_eq6"]
+
+
+def test_saved_array_reloads_to_the_recorded_distance(make_linear, tmp_path):
+    from probe.runs.results import save_record_array
+
+    lin = make_linear((3, 8, 8), seed=5)
+    x0 = np.full((3, 8, 8), 0.3, dtype=np.float32)
+    oracle = lambda pts: (pts.reshape(len(pts), -1) @ lin.w.ravel() + lin.b) > 0  # noqa: E731
+    from probe.attacks import make_attack
+
+    out = run_attack(make_attack("hsja"), x0, oracle, budget=200, rng=np.random.default_rng(0))
+    rec = {"image": "a.png", "attack": "hsja", "params": {"x": 1}, "l2": out.distance}
+    path = save_record_array(tmp_path, rec, out.x_adv)
+    back = np.load(tmp_path / path)
+    assert back.dtype == np.float32 and back.shape == x0.shape
+    assert float(np.linalg.norm((back - x0).ravel())) == pytest.approx(rec["l2"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--attack-option", "hsja.nope=1"], "hsja has no option nope"),
+        (["--attack-option", "hsja.memory=2"], "memory must be"),
+        (["--attack-option", "memory=0"], "ATTACK.NAME=VALUE"),
+        (["--attack-option", "zzz.memory=0"], "unknown attack 'zzz'"),
+        (["--preset", "best"], "preset must be one of probe, paper"),
+        (["--criterion", "votes"], "--criterion must be one of label, paper"),
+    ],
+)
+def test_bad_attack_settings_are_one_line_and_exit_2(make_linear, run_main, args, message):
+    lin = make_linear((3, 8, 8), seed=1, images=1)
+    result = run_main("attack", "--model", lin.model, "--images", lin.folder, "--budget", 10, *args)
+    assert result.returncode == 2 and result.stderr.startswith("error:") and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_list_options_names_every_parameter_and_the_paper_preset(run_main):
+    import json
+
+    from probe.attacks import ATTACKS
+    from probe.attacks.presets import PRESETS, option_names
+
+    result = run_main("attack", "--list-options", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    for name in ATTACKS:
+        assert [row["name"] for row in data["attacks"][name]] == option_names(name)
+        assert all(row["meaning"] for row in data["attacks"][name]), name
+    assert data["presets"] == json.loads(json.dumps(PRESETS))
+
+
+def test_preset_options_and_criterion_reach_the_records(make_linear, run_cli, tmp_path):
+    import json
+
+    lin = make_linear((3, 8, 8), seed=1, images=2, image_seed=3, spread=0.05)
+    out = tmp_path / "r"
+    result = run_cli("attack", "--model", str(lin.model), "--images", str(lin.folder), "--budget", "60",
+                     "--sigma", "0.05", "--n", "4", "--preset", "paper", "--criterion", "paper",
+                     "--attack-option", "hsja.gamma=2", "--attack", "hsja,surfree", "--certify-n", "0",
+                     "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["attack"] for r in recs} == {"hsja", "surfree"}
+    for r in recs:
+        assert r["preset"] == "paper" and r["criterion"] == "paper" and r["certified_radius"] is None
+        params = r["params"]
+        assert "votes" not in params  # the paper preset runs without the confirmation phase
+        if r["attack"] == "hsja":
+            assert (params["gamma"], params["memory"], params["step"], params["orthogonal"]) == (
+                2,
+                0.0,
+                "geometric",
+                False,
+            )
+        else:
+            assert (params["bs_max_iter"], params["T"], params["theta_max"]) == (10, 3, 30.0)
+        if r["found"]:
+            assert (out / r["adv_file"]).is_file()
+
+
+def test_sweep_file_takes_attack_tables_and_refuses_unknown_options(tmp_path):
+    from probe.errors import ProbeError
+    from probe.runs.sweep_file import parse_sweep
+
+    sweep = parse_sweep({"attacks": ["hsja"], "preset": "paper", "criterion": "paper",
+                         "attack": {"hsja": {"memory": 0.5}}})  # fmt: skip
+    (cfg,) = sweep.configs
+    assert (cfg.preset, cfg.criterion, cfg.options) == ("paper", "paper", {"hsja": {"memory": 0.5}})
+    assert cfg.id != parse_sweep({"attacks": ["hsja"]}).configs[0].id
+    with pytest.raises(ProbeError, match=r"\[attack.hsja\] has no option nope"):
+        parse_sweep({"attacks": ["hsja"], "attack": {"hsja": {"nope": 1}}})
