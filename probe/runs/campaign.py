@@ -222,7 +222,7 @@ def _record(
         "certified_radius": None if certificate is None else certificate.radius,
         "certify": None if certificate is None else certificate.settings,
         "bound_eq6": bound,
-        "below_bound_eq6": bool(found and bound is not None and l2 < bound),
+        "below_bound_eq6": bool(found and p.p >= config.pa and bound is not None and l2 < bound),
         "seconds": round(time.perf_counter() - meta["started"], 3) if "started" in meta else 0.0,
         "skipped": skipped,
     }
