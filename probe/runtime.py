@@ -189,7 +189,7 @@ class Runtime:
         hw = (dims[1], dims[2]) if spec.layout == "NHWC" else (dims[2], dims[3])
         if spec.size is None:
             if None in hw:
-                raise ProbeError("the model's input size is dynamic: give it with --size H W")
+                raise ProbeError("the model's input size is dynamic: give it with --size HxW (e.g. --size 224x224)")
             spec = spec.with_overrides(size=hw)
         elif None not in hw and tuple(hw) != tuple(spec.size):
             raise ProbeError(f"input size {tuple(spec.size)} does not match the model's {tuple(hw)}")

@@ -138,3 +138,47 @@ def test_the_summary_says_what_it_means_and_what_was_skipped(make_linear):
     assert "skipped: 1 misclassified" in result.stdout
     assert "per-pixel RMS change of 0.0722" in result.stdout  # d = 3 x 8 x 8 = 192: 1 / sqrt(192)
     assert "attacked" in result.stdout and "attack…" not in result.stdout  # not cut at 80 columns
+
+
+def test_an_impossible_n_is_refused_before_any_allocation(make_linear, run_main):
+    lin = make_linear((3, 8, 8), seed=1, images=1)
+    result = run_main("predict", "--model", lin.model, "--images", lin.folder, "--n", "99999999999")
+    assert result.returncode == 2 and "--n must be an integer in [1, 1000000000]" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_votes_memory_does_not_grow_with_n(make_linear):
+    """Vote counts are accumulated batch by batch: a large n for a few points allocates no
+    array of n x points labels (tracemalloc peak well under the 8 bytes x 400,000 rows)."""
+    import tracemalloc
+
+    import numpy as np
+
+    from probe.runtime import Runtime
+    from probe.smoothing import SmoothedClassifier
+
+    clf = SmoothedClassifier(Runtime(make_linear((3, 8, 8), seed=1).model, batch_size=256), 0.1, 100_000)
+    x = np.full((4, 3, 8, 8), 0.5, np.float32)
+    clf.votes([(x[:1], np.random.default_rng(0))], n=256)  # warm-up: buffers and session
+    tracemalloc.start()
+    counts = clf.votes([(x, np.random.default_rng(0))])[0]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert counts.sum() == 400_000 and counts.shape == (4, 2)
+    assert peak < 8 * 400_000 / 4, peak
+
+
+def test_a_second_sweep_into_a_locked_folder_names_the_first(tmp_path, run_main):
+    (tmp_path / "s.toml").write_text('models = ["cifar10-cnn"]\nlimit = 1\nattacks = ["rays"]\nbudget = 5\nsigma = [0]\n')
+    out = tmp_path / "out"
+    with locked(out):
+        result = run_main("sweep", tmp_path / "s.toml", "--out", out)
+    assert result.returncode == 2 and f"(PID {os.getpid()})" in result.stderr, result.stderr
+
+
+def test_size_takes_two_numbers_and_help_shows_no_bool_type(run_main):
+    result = run_main("info", "--model", "cifar10-cnn", "--size", "32", "32", "--seconds", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["size"] == [32, 32]
+    helped = run_main("attack", "--help")
+    assert helped.returncode == 0 and "<bool>" not in helped.stdout and "--save-images" in helped.stdout

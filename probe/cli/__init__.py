@@ -82,11 +82,40 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _joined_size(argv: list[str]) -> list[str]:
+    """``--size 224 224`` -> ``--size 224x224`` (an option takes one value; ``HxW`` is the form)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--size" and i + 2 < len(argv) and argv[i + 1].isdigit() and argv[i + 2].isdigit():
+            out += ["--size", f"{argv[i + 1]}x{argv[i + 2]}"]
+            i += 3
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+def _hide_flag_types() -> None:
+    """Typer's help shows ``<bool>`` beside flags as if they took a value: show nothing there."""
+    from typer.core import TyperOption
+
+    show = getattr(TyperOption, "display_type_rich", None)
+    if show is None or getattr(show, "_probe", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else show(self, ctx)
+
+    display_type_rich._probe = True
+    TyperOption.display_type_rich = display_type_rich
+
+
 def main() -> None:
     """Console entry point: ProbeError or a file-system error -> one line on stderr and exit 2."""
     warnings.showwarning = _show_warning
+    _hide_flag_types()
     try:
-        app()
+        app(args=_joined_size(sys.argv[1:]))
     except ProbeError as exc:
         print_error(exc)
         sys.exit(2)

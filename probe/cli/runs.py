@@ -12,6 +12,7 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -41,6 +42,7 @@ def sweep(
         TextColumn("success {task.fields[wins]}"),
         TextColumn("median L2 {task.fields[l2]}"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     interrupted = False
     with Progress(*columns, console=err, disable=quiet) as bar:
