@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import numpy as np
 import typer
@@ -20,6 +21,7 @@ from probe.cli.options import (
     SigmaOpt,
     image_options,
     model_options,
+    option_group,
     parse_numbers,
     require,
 )
@@ -29,21 +31,30 @@ from probe.validate import check_alpha, check_n, check_sigma
 AlphaOpt = Annotated[float, typer.Option("--alpha", help="Abstain level of PREDICT.")]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Prediction:
+    """The smoothing and PREDICT options that ``probe predict`` and ``probe accuracy`` share."""
+
+    sigma: float = 0.05
+    n: int = 100
+    alpha: float = 0.001
+    seed: int = 0
+
+
+def prediction_options() -> Callable:
+    """Add --sigma --n --alpha --seed to a command (``prediction: Prediction``)."""
+    params = {"sigma": (SigmaOpt, 0.05), "n": (NOpt, 100), "alpha": (AlphaOpt, 0.001), "seed": (SeedOpt, 0)}
+    return option_group("prediction", Prediction, params, {})
+
+
 def _predictions(
-    model_options: ModelOptions,
-    image_options: ImageOptions,
-    *,
-    sigma: float,
-    n: int,
-    alpha: float,
-    seed: int,
-    title: str,
-    need_labels: bool = False,
+    model_options: ModelOptions, image_options: ImageOptions, p: Prediction, *, title: str, need_labels: bool = False
 ):
     """(runtime, classifier, PREDICT records) of the images: what predict and accuracy share."""
     from probe.runs.certify import predict_images
     from probe.smoothing import SmoothedClassifier
 
+    sigma, n, alpha, seed = p.sigma, p.n, p.alpha, p.seed
     check_sigma(sigma, name="--sigma")
     check_n(n, name="--n")
     check_alpha(alpha, name="--alpha")
@@ -86,19 +97,13 @@ def info(
 
 @model_options()
 @image_options()
+@prediction_options()
 def predict(
-    model_options: ModelOptions,
-    image_options: ImageOptions,
-    sigma: SigmaOpt = 0.05,
-    n: NOpt = 100,
-    alpha: AlphaOpt = 0.001,
-    seed: SeedOpt = 0,
-    as_json: JsonOpt = False,
+    model_options: ModelOptions, image_options: ImageOptions, prediction: Prediction, as_json: JsonOpt = False
 ) -> None:
     """Plain and smoothed labels per image (majority vote, and PREDICT with abstain)."""
-    runtime, classifier, records = _predictions(
-        model_options, image_options, sigma=sigma, n=n, alpha=alpha, seed=seed, title="predict"
-    )
+    runtime, classifier, records = _predictions(model_options, image_options, prediction, title="predict")
+    sigma, alpha = prediction.sigma, prediction.alpha
     if as_json:
         emit_json({"sigma": sigma, "n": classifier.n, "alpha": alpha, "images": records})
         return
@@ -120,19 +125,15 @@ def predict(
 
 @model_options()
 @image_options()
+@prediction_options()
 def accuracy(
-    model_options: ModelOptions,
-    image_options: ImageOptions,
-    sigma: SigmaOpt = 0.05,
-    n: NOpt = 100,
-    alpha: AlphaOpt = 0.001,
-    seed: SeedOpt = 0,
-    as_json: JsonOpt = False,
+    model_options: ModelOptions, image_options: ImageOptions, prediction: Prediction, as_json: JsonOpt = False
 ) -> None:
     """Clean accuracy of the plain model and of the smoothed one (majority vote and PREDICT)."""
     runtime, classifier, records = _predictions(
-        model_options, image_options, sigma=sigma, n=n, alpha=alpha, seed=seed, title="accuracy", need_labels=True
+        model_options, image_options, prediction, title="accuracy", need_labels=True
     )
+    sigma, alpha = prediction.sigma, prediction.alpha
     total = len(records)
     result = {
         "images": total,
