@@ -279,3 +279,22 @@ def test_sweep_file_takes_attack_tables_and_refuses_unknown_options(tmp_path):
     assert cfg.id != parse_sweep({"attacks": ["hsja"]}).configs[0].id
     with pytest.raises(ProbeError, match=r"\[attack.hsja\] has no option nope"):
         parse_sweep({"attacks": ["hsja"], "attack": {"hsja": {"nope": 1}}})
+
+
+def test_certify_images_is_keyed_by_identity_and_agrees_with_the_records(make_linear):
+    from probe.data import load_images
+    from probe.runs.certify import certify_images
+
+    lin = make_linear((3, 8, 8), seed=3, images=3, image_seed=1, spread=0.05)
+    runtime = Runtime(lin.model)
+    images = load_images([str(lin.folder)], (8, 8))
+    clf = SmoothedClassifier(runtime, 0.05, 11)
+    first = {r["image"]: r for r in certify_images(clf, images, n0=100, n=400, alpha=0.001, seed=0)}
+    order = [2, 0, 1]
+    reordered = images.__class__(images.x[order], [images.ids[i] for i in order], images.labels[order])
+    assert {r["image"]: r for r in certify_images(clf, reordered, n0=100, n=400, alpha=0.001, seed=0)} == first
+    config = AttackConfig(attacks=("rays",), budget=60, p_adv_samples=16, certify_n=400)
+    found = [rec for rec in attack_images(clf, images, config) if rec["found"]]
+    assert found
+    for rec in found:
+        assert rec["certified_radius"] == first[rec["image"]]["radius"]

@@ -41,7 +41,8 @@ ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (HSJA, SurFree, Ray
 SUPPORTED_NORMS: dict[str, tuple[str, ...]] = {key: cls.norms for key, cls in ATTACKS.items()}
 
 
-def _attack_class(name: str) -> type[Attack]:
+def attack_class(name: str) -> type[Attack]:
+    """The class of attack ``name`` (case-insensitive); ProbeError for an unknown name."""
     key = str(name).strip().lower()
     if key not in ATTACKS:
         raise ProbeError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
@@ -55,7 +56,7 @@ def resolve_norm(name: str, norm: str | None) -> str:
     native one: HSJA runs in L2 or Linf, SurFree in L2 only, RayS in Linf only. A norm
     that no attack knows, or an unknown attack, is a ProbeError.
     """
-    cls = _attack_class(name)
+    cls = attack_class(name)
     if norm is None:
         return cls.norms[0]
     check_choice("norm", norm, NORMS)
@@ -71,7 +72,7 @@ def make_attack(name: str, *, norm: str | None = None, **params) -> Attack:
     to a supported one). Other keyword arguments go to the attack's constructor,
     which validates them.
     """
-    cls = _attack_class(name)
+    cls = attack_class(name)
     if norm is None:
         norm = cls.norms[0]
     if norm not in cls.norms:
@@ -87,6 +88,7 @@ __all__ = [
     "AttackOutcome",
     "BudgetExceeded",
     "Confirmed",
+    "attack_class",
     "HSJA",
     "RayS",
     "SurFree",

@@ -15,8 +15,6 @@ same whatever else runs and in whatever order.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -29,10 +27,10 @@ from probe.attacks.presets import AttackSettings, build_attack
 from probe.data import ImageSet
 from probe.engine import Engine, Job
 from probe.oracle import CleanLabel, Criterion, Oracle, clean_label, estimate_p_adv
+from probe.runs import streams
 from probe.runs.verdict import Certificate, certify_original, eq6_bound
 from probe.smoothing import SmoothedClassifier
 
-STREAM_CLEAN, STREAM_ATTACK, STREAM_ORACLE, STREAM_PADV, STREAM_PADV8, STREAM_CERTIFY = 10, 11, 12, 13, 14, 15
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,27 +76,6 @@ class AttackConfig:
         return attack
 
 
-def key_words(data: bytes | str) -> list[int]:
-    """Four 32-bit words of the SHA-256 of ``data``: a stream key from an identity."""
-    raw = data.encode() if isinstance(data, str) else data
-    digest = hashlib.sha256(raw).digest()
-    return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
-
-
-def image_key(x: np.ndarray) -> list[int]:
-    """The identity of an image: its canonical float32 array."""
-    return key_words(np.ascontiguousarray(x, dtype=np.float32).tobytes())
-
-
-def attack_key(attack: Attack) -> list[int]:
-    """The identity of an attack: its name and every parameter."""
-    return key_words(json.dumps({"name": attack.name, **attack.params()}, sort_keys=True, default=str))
-
-
-def stream(seed: int, *keys: list[int], kind: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *(w for key in keys for w in key), kind])
-
-
 def clean_labels(
     classifier: SmoothedClassifier, images: ImageSet, *, seed: int, evaluations: int = 100, confidence: float = 0.99
 ) -> list[CleanLabel]:
@@ -108,7 +85,7 @@ def clean_labels(
         clean_label(
             classifier,
             images.x[i],
-            rng=stream(seed, image_key(images.x[i]), kind=STREAM_CLEAN),
+            rng=streams.stream(seed, streams.image_key(images.x[i]), kind=streams.CLEAN),
             true_label=int(images.labels[i]) if images.labels[i] >= 0 else None,
             max_evaluations=evaluations,
             confidence=confidence,
@@ -137,7 +114,7 @@ def build_jobs(
             else:
                 starts = [j for j, c in enumerate(clean) if c.label == config.targeted]
                 x_init = images.x[starts[0]] if starts else None
-        ikey = image_key(images.x[i])
+        ikey = streams.image_key(images.x[i])
         for name, attack in attacks.items():
             meta = {
                 "index": i,
@@ -146,16 +123,16 @@ def build_jobs(
                 "label": label,
                 "clean": clean[i],
                 "image_key": ikey,
-                "attack_key": attack_key(attack),
+                "attack_key": streams.attack_key(attack),
                 "criterion": criterion,
             }
             if reason is not None:
                 skipped.append(_record(meta, images, classifier, config, skipped=reason))
                 continue
             gen = attack.run(
-                images.x[i], config.budget, stream(config.seed, ikey, meta["attack_key"], kind=STREAM_ATTACK), x_init
+                images.x[i], config.budget, streams.stream(config.seed, ikey, meta["attack_key"], kind=streams.ATTACK), x_init
             )
-            rng = stream(config.seed, ikey, meta["attack_key"], kind=STREAM_ORACLE)
+            rng = streams.stream(config.seed, ikey, meta["attack_key"], kind=streams.ORACLE)
             meta["started"] = time.perf_counter()
             jobs.append(Job(gen, Oracle(classifier, criterion, budget=config.budget, rng=rng), meta))
     return jobs, skipped
@@ -165,7 +142,7 @@ def _p_adv(classifier: SmoothedClassifier, config: AttackConfig, meta: dict, x: 
     criterion = meta["criterion"]
     return estimate_p_adv(
         classifier, x, label=criterion.label, targeted=criterion.targeted, pa=config.pa,
-        rng=stream(config.seed, meta["image_key"], meta["attack_key"], kind=kind),
+        rng=streams.stream(config.seed, meta["image_key"], meta["attack_key"], kind=kind),
         max_evaluations=config.p_adv_samples, confidence=config.confidence,
     )  # fmt: skip
 
@@ -186,8 +163,8 @@ def _record(
     x0 = images.x[i]
     p = q = None
     if found:
-        p = _p_adv(classifier, config, meta, outcome.x_adv, STREAM_PADV)
-        q = _p_adv(classifier, config, meta, np.round(outcome.x_adv * 255.0) / np.float32(255.0), STREAM_PADV8)
+        p = _p_adv(classifier, config, meta, outcome.x_adv, streams.PADV)
+        q = _p_adv(classifier, config, meta, np.round(outcome.x_adv * 255.0) / np.float32(255.0), streams.PADV8)
     l2 = distance(outcome.x_adv, x0, "l2") if found else None
     bound = eq6_bound(certificate, sigma=classifier.sigma, n=classifier.n, pa=config.pa)
     return {
@@ -271,7 +248,7 @@ def attack_images(
         i = job.meta["index"]
         if classifier.sigma > 0 and config.certify_n > 0 and images.ids[i] not in certificates:
             certificates[images.ids[i]] = certify_original(
-                classifier, images.x[i], rng=stream(config.seed, job.meta["image_key"], kind=STREAM_CERTIFY),
+                classifier, images.x[i], rng=streams.stream(config.seed, job.meta["image_key"], kind=streams.CERTIFY),
                 n0=config.certify_n0, n=config.certify_n, alpha=config.certify_alpha,
             )  # fmt: skip
         rec = finish_job(job, classifier, images, config, certificate=certificates.get(images.ids[i]))

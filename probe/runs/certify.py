@@ -1,8 +1,10 @@
 """Per-image prediction and certification of a smoothed classifier (Cohen et al.).
 
-Each image gets its own noise streams, ``default_rng([seed, index, stream])``,
-so a result depends only on the seed and the image's position, never on
-which other images run or on the batch size.
+Each image gets its own noise streams, keyed by its content (:mod:`probe.runs.streams`),
+so a result depends only on the seed and the image, never on its position, on which
+other images run or on the batch size. CERTIFY here is the one beside every attack record
+(:func:`probe.runs.verdict.certify_original`, same stream): a sweep's certify.jsonl and its
+records' ``certified_radius`` agree.
 """
 
 from __future__ import annotations
@@ -13,16 +15,13 @@ import numpy as np
 
 from probe import smoothing
 from probe.data import ImageSet
+from probe.runs import streams
+from probe.runs.verdict import certify_original
 from probe.smoothing import SmoothedClassifier
 
-STREAM_PREDICT, STREAM_SELECT, STREAM_ESTIMATE = 1, 2, 3
 DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 Progress = Callable[[int], None]
-
-
-def image_rng(seed: int, index: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, index, stream])
 
 
 def _counts(classifier: SmoothedClassifier, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -41,7 +40,7 @@ def predict_images(
     plain = classifier.runtime.labels(images.x)
     records = []
     for i, x in enumerate(images.x):
-        counts = _counts(classifier, x, classifier.n, image_rng(seed, i, STREAM_PREDICT))
+        counts = _counts(classifier, x, classifier.n, streams.stream(seed, streams.image_key(x), kind=streams.PREDICT))
         records.append(
             {
                 "image": images.ids[i],
@@ -70,9 +69,9 @@ def certify_images(
     """CERTIFY per image: predicted class (or abstain), pA lower bound, radius, correct."""
     records = []
     for i, x in enumerate(images.x):
-        counts0 = _counts(classifier, x, n0, image_rng(seed, i, STREAM_SELECT))
-        counts = _counts(classifier, x, n, image_rng(seed, i, STREAM_ESTIMATE))
-        label, p_lower, radius = smoothing.certify(counts0, counts, classifier.sigma, alpha)
+        rng = streams.stream(seed, streams.image_key(x), kind=streams.CERTIFY)
+        cert = certify_original(classifier, x, rng=rng, n0=n0, n=n, alpha=alpha)
+        label, p_lower, radius = cert.label, cert.pa_lower, cert.radius
         true = int(images.labels[i]) if images.labels[i] >= 0 else None
         records.append(
             {
