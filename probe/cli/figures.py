@@ -6,7 +6,7 @@ its model with the same model options as every other command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -114,7 +114,7 @@ def _pair(runtime, model: str | None, images: ImageOptions, pair: PairOptions, *
 
 def _open_pair(models: ModelOptions, images: ImageOptions, pair: PairOptions, *, seed: int):
     """The runtime (the --result record's model when --model is not given) and the image pair."""
-    models = models.replace(model=_model_of(models.model, pair.result, pair.index))
+    models = replace(models, model=_model_of(models.model, pair.result, pair.index))
     runtime = models.open()
     return runtime, _pair(runtime, models.model, images, pair, seed=seed)
 
@@ -243,7 +243,7 @@ def slice_cmd(
     check_n(n, name="--n")
     check_int("--grid", grid, 2)
     plots.pyplot()
-    model_options = model_options.replace(model=_model_of(model_options.model, pair_options.result, pair_options.index))
+    model_options = replace(model_options, model=_model_of(model_options.model, pair_options.result, pair_options.index))
     runtime = model_options.open()
     if direction == "adversarial" or pair_options.result is not None or pair_options.adversarial is not None:
         pair = _pair(runtime, model_options.model, image_options, pair_options, seed=seed)

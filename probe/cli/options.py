@@ -48,9 +48,6 @@ class ModelOptions:
     size: Optional[str] = None
     output: Optional[str] = None
 
-    def replace(self, **changes: Any) -> "ModelOptions":
-        return ModelOptions(**{**self.__dict__, **changes})
-
     def open(self):
         """The :class:`probe.runtime.Runtime` these flags describe."""
         from probe.runtime import Runtime
