@@ -16,6 +16,13 @@ Only when fewer rows than one unit are waiting does the model see a partial batc
 job whose request is cut (at a point boundary) gets its answers once all its points
 are answered; its noise stream is consumed in the same order as in one call, so the
 votes do not depend on the cut.
+
+Votes that stop when decided (``classifier.early_stop``, the default under smoothing):
+each point of a request gets its own noise stream when the request is made
+(:meth:`probe.oracle.Oracle.streams`), and a round's points are voted on in sub-rounds
+(:meth:`probe.smoothing.SmoothedClassifier.decide`) in which the undecided points of all
+jobs go to the model together. The schedule above still counts n rows a point, an upper
+bound; a job's oracle is charged the rows it really took.
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ class Job:
     pending: np.ndarray | None = None
     outcome: AttackOutcome | None = None
     answered: int = 0  # points of ``pending`` already answered (a request cut across rounds)
-    parts: list = field(default_factory=list)  # their vote counts
+    parts: list = field(default_factory=list)  # their answers
+    streams: list | None = None  # one noise stream a pending point (votes that stop when decided)
     idle: int = 0  # rounds its request has waited without any row taken
 
 
@@ -93,25 +101,37 @@ class Engine:
         while waiting:
             selected, rows = self._select(waiting, n, unit, cap)
             selected, rows = self._charge(selected, n, waiting, on_result)
-            votes = self.classifier.votes([(job.pending[a:b], job.oracle.rng) for job, a, b in selected])
             self.stats.rounds += 1
-            self.stats.rows += rows
-            for (job, a, b), counts in zip(selected, votes):
+            for (job, a, b), (counts, drawn) in zip(selected, self._votes(selected)):
                 self.stats.points += b - a
+                self.stats.rows += drawn
+                job.oracle.spend(drawn)
+                answers = job.oracle.judge(counts)
                 job.answered = b
                 if b < len(job.pending):
-                    job.parts.append(counts)
+                    job.parts.append(answers)
                     continue
                 if job.parts:
-                    job.parts.append(counts)
-                    counts = np.concatenate(job.parts)
+                    job.parts.append(answers)
+                    answers = np.concatenate(job.parts)
                     job.parts = []
                 job.answered = 0
-                self._advance(job, job.oracle.judge(counts), waiting, on_result)
+                self._advance(job, answers, waiting, on_result)
             if on_round is not None:
                 on_round(list(dict.fromkeys(job for job, _, _ in selected)))
             checkpoint()  # a deferred Ctrl-C stops here, between rounds
         return jobs
+
+    def _votes(self, selected: list[tuple[Job, int, int]]) -> list[tuple[np.ndarray, int]]:
+        """Vote counts of the selected points and the model runs they took: one call for all
+        jobs, full votes, or (``classifier.early_stop``) votes drawn in rounds in which the
+        undecided points of all jobs go to the model together."""
+        clf = self.classifier
+        if not clf.early_stop:
+            votes = clf.votes([(job.pending[a:b], job.oracle.rng) for job, a, b in selected])
+            return [(v, (b - a) * clf.n) for v, (_, a, b) in zip(votes, selected)]
+        got = clf.decide([(job.pending[a:b], job.streams[a:b], job.oracle.criterion) for job, a, b in selected])
+        return [(counts, int(drawn.sum())) for counts, drawn in got]
 
     @staticmethod
     def _select(waiting: deque, n: int, unit: int, cap: int | None) -> tuple[list[tuple[Job, int, int]], int]:
@@ -191,6 +211,7 @@ class Engine:
         except BudgetExceeded:  # a generator that does not handle the refusal ends with no outcome
             job.pending, job.outcome = None, None
         else:
+            job.streams = job.oracle.streams(len(job.pending))  # drawn for the whole request: a cut cannot change them
             waiting.append(job)
             return
         if on_result is not None:

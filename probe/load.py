@@ -14,13 +14,15 @@ def load_model(
     model: str | os.PathLike = DEFAULT_MODEL,
     *,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int | str = "auto",
     output: str | None = None,
     **spec: object,
 ) -> Runtime:
     """The :class:`~probe.runtime.Runtime` of a model: a built-in name (``"efficientnet-lite0"``,
     ``"cifar10-cnn"``), an exported model's name, or an ONNX file.
 
+    batch_size : images per model call, or ``"auto"`` (measured once and cached; see
+        :class:`~probe.runtime.Runtime`).
     spec : input-convention overrides for a third-party model (``layout``, ``channels``,
         ``scale``, ``mean``, ``std``, ``size``), as :meth:`probe.spec.InputSpec.with_overrides`.
     """

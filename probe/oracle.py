@@ -2,8 +2,9 @@
 
 * :class:`Criterion` turns vote counts into "adversarial?" booleans.
 * :class:`Oracle` answers booleans only, within a hard query budget; it counts
-  queries (attacker's calls, one per image) and inferences (model runs, n per query)
-  separately and has its own seeded noise stream.
+  queries (attacker's calls, one per image) and inferences (model runs: n per query
+  with full votes, fewer when a vote stops once its answer is known) separately and
+  has its own seeded noise stream.
 * :func:`estimate_p_adv` measures a result by eq. (4), and :func:`clean_label` estimates
   g_sigma(x_o), with fresh evaluations no attacker pays for and a sequential stop.
 
@@ -57,15 +58,51 @@ class Criterion:
         check_choice("criterion", self.rule, RULES)
         check_pa(self.pa)
 
-    def __call__(self, votes: np.ndarray) -> np.ndarray:
+    def __call__(self, votes: np.ndarray, n: int | None = None) -> np.ndarray:
+        """The answers (k,) bool of vote-count rows (k, K) of ``n`` votes each (default: the
+        first row's total). Rows of fewer votes are answered as their full vote of ``n``
+        will be, which is exact once :meth:`needed` says 0 for them."""
         votes = np.atleast_2d(votes)
         if self.rule == "label":
             top = majority(votes)
             return top == self.label if self.targeted else top != self.label
-        n = int(votes[0].sum())
+        n = int(votes[0].sum()) if n is None else int(n)
         need = level_vote_count(n, self.pa)
-        hits = votes[:, self.label] if self.targeted else n - votes[:, self.label]
+        hits = votes[:, self.label] if self.targeted else votes.sum(axis=1) - votes[:, self.label]
         return hits >= need
+
+    def needed(self, votes: np.ndarray, n: int) -> np.ndarray:
+        """Votes still to draw before the answer of a full vote of ``n`` can be known.
+
+        votes : (k, K) counts drawn so far (fewer than ``n`` a row). Returns (k,) int64:
+        the fewest further votes after which some outcome decides the answer (0: decided,
+        whatever the remaining votes are). Drawing that many votes before looking again
+        stops at the first vote that decides, never later; the answer is then a function
+        of the votes drawn, so it has exactly the distribution of the full vote's.
+
+        ``label``: decided when ``label`` is sure to be the plurality (it leads every
+        class j by the votes left, plus one when j < label wins a tie) or sure not to be
+        (some class can no longer be caught). ``paper``: when the hits reach
+        ceil(n P_a), or can no longer reach it.
+        """
+        votes = np.atleast_2d(np.asarray(votes, dtype=np.int64))
+        left = n - votes.sum(axis=1)
+        if self.rule == "paper":
+            need = level_vote_count(n, self.pa)
+            drawn = n - left
+            hits = votes[:, self.label] if self.targeted else drawn - votes[:, self.label]
+            settle = np.minimum(need - hits, hits + left - need + 1)
+        else:
+            classes = np.arange(votes.shape[1])
+            gap = votes[:, self.label : self.label + 1] - votes  # label's lead over each class
+            others = classes != self.label
+            r = left[:, None]
+            # all new votes to the label: 2v >= r + [j < label] - gap for every other j
+            win = -((gap - r - (classes < self.label)) // 2)
+            # all new votes to one class j: 2v >= r + [j > label] + gap for some j
+            lose = -((-gap - r - (classes > self.label)) // 2)
+            settle = np.minimum(np.max(win[:, others], axis=1), np.min(lose[:, others], axis=1))
+        return np.clip(settle, 0, left)
 
 
 class Oracle:
@@ -101,19 +138,36 @@ class Oracle:
         return self.budget - self.queries
 
     def charge(self, k: int) -> None:
-        """Count k queries, or refuse them all if that would pass the budget."""
+        """Count k queries, or refuse them all if that would pass the budget (inferences are
+        counted once drawn: :meth:`spend`)."""
         if k > self.remaining:
             raise BudgetExceeded(f"query budget of {self.budget} exceeded ({self.queries} used, {k} asked)")
         self.queries += k
-        self.inferences += k * self.classifier.n
+
+    def spend(self, inferences: int) -> None:
+        """Count model runs made for this oracle's queries."""
+        self.inferences += int(inferences)
+
+    def streams(self, k: int) -> list[np.random.Generator] | None:
+        """The noise streams of k points about to be asked, one a point, drawn from this
+        oracle's stream in order (None with full votes: the points share the oracle's stream)."""
+        return self.classifier.point_streams(self.rng, k) if self.classifier.early_stop else None
 
     def judge(self, votes: np.ndarray) -> np.ndarray:
-        return self.criterion(votes)
+        """Answers of vote counts, full or stopped once decided (see :meth:`Criterion.needed`)."""
+        return self.criterion(votes, n=self.classifier.n)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.asarray(points, dtype=np.float32)
         self.charge(len(points))
-        return self.judge(self.classifier.votes([(points, self.rng)])[0])
+        streams = self.streams(len(points))
+        if streams is None:
+            votes = self.classifier.votes([(points, self.rng)])[0]
+            self.spend(len(points) * self.classifier.n)
+        else:
+            votes, drawn = self.classifier.decide([(points, streams, self.criterion)])[0]
+            self.spend(drawn.sum())
+        return self.judge(votes)
 
 
 @dataclass(frozen=True)
@@ -167,18 +221,24 @@ def estimate_p_adv(
     errs with probability at most ``1 - confidence``). A clear case costs 8
     evaluations, a borderline one the maximum. The recorded interval is the plain one
     at ``confidence`` for the evaluations spent. Without smoothing g is deterministic:
-    one evaluation.
+    one evaluation. Each evaluation's vote stops once its plurality answer is known
+    (``classifier.early_stop``; the same answer distribution as the full vote).
     """
     check_pa(pa)
     point = np.asarray(x, dtype=np.float32)
     schedule = [1] if classifier.sigma == 0 else looks(max_evaluations)
     per_look = 1.0 - (1.0 - confidence) / len(schedule)
+    plurality = Criterion(label, targeted=targeted)  # "adversarial" = the plurality vote's answer
     hits = drawn = 0
     decided = classifier.sigma == 0
     for size in schedule:
-        votes = classifier.votes([(np.broadcast_to(point, (size - drawn, *point.shape)), rng)])[0]
-        top = majority(votes)
-        hits += int(np.sum(top == label) if targeted else np.sum(top != label))
+        points = np.broadcast_to(point, (size - drawn, *point.shape))
+        if classifier.early_stop:
+            streams = classifier.point_streams(rng, size - drawn)
+            votes = classifier.decide([(points, streams, plurality)])[0][0]
+        else:
+            votes = classifier.votes([(points, rng)])[0]
+        hits += int(np.sum(plurality(votes)))
         drawn = size
         low, high = clopper_pearson(hits, drawn, per_look)
         if low >= pa or high < pa:
@@ -214,6 +274,8 @@ def clean_label(
     Evaluations of g_{sigma,n} are drawn in the rounds of :func:`estimate_p_adv`; the test
     stops when the two-sided binomial test of the top count against the runner-up's
     (as Cohen et al.'s PREDICT) rejects a tie at ``(1 - confidence) / rounds``.
+    Its votes are always full (no early stop): the label and the test are on the counts of
+    all micro-decisions, which a vote stopped by its own outcome would bias.
     """
     point = np.asarray(x, dtype=np.float32)
     schedule = [1] if classifier.sigma == 0 else looks(max_evaluations)

@@ -157,7 +157,10 @@ class Runtime:
     spec : input convention; default from the model's ``probe.input_spec`` metadata,
         else canonical NCHW RGB [0, 1]. Use ``InputSpec.with_overrides`` for CLI flags.
     output : name of the logits output when the model has several.
-    batch_size : images per session call (chunking); a fixed batch dim overrides it.
+    batch_size : images per session call (chunking), or ``"auto"``: the fastest per image of
+        a few sizes timed on this session at start-up, cached per model file, providers and
+        threads (:mod:`probe.autotune`; the curve is kept in ``batch_curve``). A fixed batch
+        dimension overrides it.
     device : "auto" (CUDA when it really works, else CPU), "cpu" or "cuda".
     threads : intra-op threads (0 = ONNX Runtime's default).
     """
@@ -167,14 +170,16 @@ class Runtime:
         path: str | os.PathLike,
         spec: InputSpec | None = None,
         output: str | None = None,
-        batch_size: int = 64,
+        batch_size: int | str = "auto",
         device: str = "auto",
         threads: int = 0,
         overrides: dict | None = None,
     ) -> None:
         import onnxruntime as ort
 
-        if batch_size < 1:
+        if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)):
+            raise ProbeError(f"batch size must be 'auto' or an integer >= 1, got {batch_size!r}")
+        if batch_size != "auto" and batch_size < 1:
             raise ProbeError(f"batch size must be >= 1, got {batch_size}")
         path = Path(path)
         model = _load(path)
@@ -207,7 +212,7 @@ class Runtime:
         except Exception as exc:
             raise ProbeError(f"ONNX Runtime cannot run {path}: {str(exc).splitlines()[0][:200]}") from None
         out_info = next(o for o in model.graph.output if o.name == output_name)
-        self.batch_size = fixed_batch or batch_size
+        self.batch_size = fixed_batch or (64 if batch_size == "auto" else int(batch_size))
         num_classes = _dims(out_info)[1] or self._count_classes(path, input_name, output_name, spec, fixed_batch)
         if num_classes < 2:
             raise ProbeError(f"output {output_name!r} has {num_classes} class(es): not a classifier")
@@ -228,6 +233,14 @@ class Runtime:
         self.calls = 0
         self.rows = 0
         self.session_seconds = 0.0
+        self.batch_curve: dict[int, float] | None = None  # images/s by batch size, when chosen by measuring
+        if batch_size == "auto" and not fixed_batch:
+            from probe.autotune import auto_batch_size
+
+            self.batch_size, self.batch_curve, _ = auto_batch_size(
+                self._run, path=path, input_shape=self.input_shape, providers=self.info.providers, threads=threads
+            )
+            self.reset_counters()
 
     def reset_counters(self) -> None:
         """Zero the instrumentation counters (calls, rows, session_seconds)."""
@@ -320,6 +333,7 @@ class Runtime:
             "num_classes": self.num_classes,
             "fixed_batch": self.info.fixed_batch,
             "batch_size": self.batch_size,
+            "batch_curve": self.batch_curve,
             "spec": spec,
             "providers": list(self.info.providers),
         }

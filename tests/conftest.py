@@ -51,6 +51,22 @@ def _image(rng: np.random.Generator, shape: tuple[int, int, int], spread: float 
     return (x.transpose(1, 2, 0) * 255).round().astype(np.uint8)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def probe_cache(tmp_path_factory):
+    """The batch-size cache (``$PROBE_CACHE_DIR``) in a temporary folder: tests, and the
+    subprocesses they start, never write to the real ``~/.cache/probe``."""
+    import os
+
+    folder = tmp_path_factory.mktemp("probe_cache")
+    before = os.environ.get("PROBE_CACHE_DIR")
+    os.environ["PROBE_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("PROBE_CACHE_DIR", None)
+    else:
+        os.environ["PROBE_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def make_linear(tmp_path_factory) -> MakeLinear:
     """Factory: ``make_linear(shape, seed, images=k, image_seed=s, spread=None, name=..., **convention)``.

@@ -138,10 +138,14 @@ def test_smoothed_attack_accounting_and_reproducibility(lin, tmp_path, run_cli):
         result = run_cli(*args, "--out", tmp_path / f"r{k}")
         assert result.exit_code == 0, result.output
         runs.append(records_of(tmp_path / f"r{k}"))
-    strip = lambda recs: sorted((r["image"], r["attack"], r["queries"], r["l2"], r["p_adv"]) for r in recs)
+    strip = lambda recs: sorted(
+        (r["image"], r["attack"], r["queries"], r["inferences"], r["l2"], r["p_adv"]) for r in recs
+    )
     assert strip(runs[0]) == strip(runs[1])
+    # votes stop once decided: a two-class vote of 5 takes 3 to 5 inferences a query, fewer than 5 overall
+    assert sum(r["inferences"] for r in runs[0]) < 5 * sum(r["queries"] for r in runs[0])
     for rec in runs[0]:
-        assert rec["queries"] <= 120 and rec["inferences"] == 5 * rec["queries"]
+        assert rec["queries"] <= 120 and 3 * rec["queries"] <= rec["inferences"] <= 5 * rec["queries"]
         if rec["found"]:  # a fraction of at most 30 fresh evaluations
             k = rec["p_adv"] * rec["p_adv_evaluations"]
             assert rec["p_adv_evaluations"] in looks(30) and abs(k - round(k)) < 1e-6

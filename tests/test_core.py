@@ -71,16 +71,24 @@ def test_certified_radius_below_true_distance_and_approaches_it(linear):
     assert radii[2] > 0.85 * m  # Clopper-Pearson at n = 50,000 is within 15% of the truth here
 
 
-def test_budget_is_exact_and_inferences_are_n_per_query(linear):
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_budget_is_exact_and_inferences_are_n_per_query(linear, early_stop):
+    """Full votes: n inferences a query. Votes that stop when decided (the default): the
+    model rows really run, at least the 4 of 7 that can decide a two-class vote."""
     runtime, w, b = linear
-    classifier = SmoothedClassifier(runtime, 0.05, 7)
+    classifier = SmoothedClassifier(runtime, 0.05, 7, early_stop=early_stop)
     oracle = Oracle(classifier, Criterion(0), budget=10, rng=np.random.default_rng(0))
     x = np.random.default_rng(2).random((4, 3, 8, 8), dtype=np.float32)
+    before = runtime.inferences
     oracle(x)
     oracle(x)
     oracle(x[:2])
     assert oracle.queries == 10 and oracle.remaining == 0
-    assert oracle.inferences == 7 * 10
+    assert oracle.inferences == runtime.inferences - before
+    if early_stop:
+        assert 4 * 10 <= oracle.inferences < 7 * 10
+    else:
+        assert oracle.inferences == 7 * 10
     with pytest.raises(BudgetExceeded):
         oracle(x[:1])
     assert oracle.queries == 10

@@ -19,9 +19,9 @@ def _requests(x0: np.ndarray, sizes: list[int], log: list):
     return None
 
 
-def _run(path, batch: int, n: int, sizes_per_job: list[list[int]], sigma: float = 0.0):
+def _run(path, batch: int, n: int, sizes_per_job: list[list[int]], sigma: float = 0.0, early_stop: bool = False):
     runtime = Runtime(path, batch_size=batch)
-    clf = SmoothedClassifier(runtime, sigma, n)
+    clf = SmoothedClassifier(runtime, sigma, n, early_stop=early_stop)
     logs: list[list] = [[] for _ in sizes_per_job]
     jobs = [
         Job(
@@ -56,6 +56,21 @@ def test_large_requests_pad_the_one_point_rounds(linear_path, n):
     assert runtime.calls == math.ceil(rows / 64)
     assert [job.oracle.queries for job in jobs] == [50] * 40 + [400] * 5
     # every job got one answer per point it asked, in its own order
+    assert all([len(a) for a in log] == sizes for log, sizes in zip(logs, singles + gradients))
+
+
+def test_votes_that_stop_when_decided_charge_the_rows_they_take(linear_path):
+    """The same jobs with votes that stop once decided (the default): each job's oracle
+    counts exactly the rows the model ran for it, fewer than n a point (at least the 2 of
+    3 that can decide a two-class vote), and every job still gets one answer a point."""
+    singles = [[1] * 50 for _ in range(40)]
+    gradients = [[200, 200] for _ in range(5)]
+    runtime, engine, jobs, logs, _ = _run(linear_path, 64, 3, singles + gradients, sigma=0.1, early_stop=True)
+    points = 40 * 50 + 5 * 400
+    spent = sum(job.oracle.inferences for job in jobs)
+    assert runtime.rows == runtime.inferences == engine.stats.rows == spent
+    assert 2 * points <= spent < 3 * points
+    assert [job.oracle.queries for job in jobs] == [50] * 40 + [400] * 5
     assert all([len(a) for a in log] == sizes for log, sizes in zip(logs, singles + gradients))
 
 

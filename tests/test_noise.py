@@ -115,9 +115,11 @@ def test_points_are_added_row_by_row():
     np.testing.assert_allclose(with_base, noise + base[index], rtol=0, atol=1e-6)
 
 
-def test_engine_cuts_requests_without_changing_the_answers(make_linear):
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_engine_cuts_requests_without_changing_the_answers(make_linear, early_stop):
     """The engine cuts requests at point boundaries to fill batches; each job's noise
-    stream is consumed in order, so its answers do not depend on the batch size."""
+    stream is consumed in order (votes that stop when decided: one stream a point, drawn
+    when the request is made), so its answers do not depend on the batch size."""
     from probe.engine import Engine, Job
     from probe.oracle import Criterion, Oracle
     from probe.smoothing import SmoothedClassifier
@@ -130,10 +132,10 @@ def test_engine_cuts_requests_without_changing_the_answers(make_linear):
             log.append((yield x0 + np.float32(0.2) * rng.standard_normal((k, *x0.shape), dtype=np.float32)))
         return None
 
-    results = []
+    results, spent = [], []
     for batch, cap in ((7, None), (64, None), (1000, None), (7, 1)):
         runtime = Runtime(path, batch_size=batch)
-        clf = SmoothedClassifier(runtime, 0.1, 3)
+        clf = SmoothedClassifier(runtime, 0.1, 3, early_stop=early_stop)
         logs = [[] for _ in range(6)]
         jobs = [
             Job(
@@ -144,9 +146,13 @@ def test_engine_cuts_requests_without_changing_the_answers(make_linear):
         ]
         Engine(clf, max_batches_per_round=cap).run(jobs)
         assert all(job.oracle.queries == 26 for job in jobs)
-        assert runtime.rows == 6 * 26 * 3
-        if batch == 7:  # whole batches but for the last rounds
+        spent.append(sum(job.oracle.inferences for job in jobs))
+        assert runtime.rows == spent[-1]
+        if not early_stop:
+            assert runtime.rows == 6 * 26 * 3
+        if batch == 7 and not early_stop:  # whole batches but for the last rounds
             assert runtime.rows / runtime.calls > 0.8 * 7
         results.append([np.concatenate(log) for log in logs])
     for other in results[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(results[0], other))
+    assert len(set(spent)) == 1 and (spent[0] < 6 * 26 * 3) == early_stop  # votes too do not depend on batching

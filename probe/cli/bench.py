@@ -38,6 +38,9 @@ def bench(
 ) -> None:
     """Throughput of the smoothed oracle against the bare ONNX Runtime session, and engine batch fill.
 
+    Throughput curve: images per second of one model call at each batch size the autotune
+    tries (``--batch-size auto``, the default, keeps the fastest; measured afresh here).
+
     Oracle overhead: model inferences per second through the smoothed oracle (noise,
     model, vote) over the bare session's on the same rows, batch size and threads
     (median of interleaved rounds), with the oracle's time split into noise, model and
@@ -55,11 +58,15 @@ def bench(
     check_int("--budget", budget, 1)
     runtime = model_options.open()
     if threads:
-        runtime = _with_threads(runtime, threads)
+        runtime = _with_threads(runtime, threads, auto=runtime.batch_curve is not None)
+    with err.status("throughput by batch size ..."):
+        curve = batch_curve(runtime)
     data: dict = {
         "model": runtime.info.path,
         "providers": list(runtime.info.providers),
         "batch_size": runtime.batch_size,
+        "batch_size_auto": runtime.batch_curve is not None,
+        "batch_curve": {str(b): round(v, 2) for b, v in curve.items()},
     }
     overhead = []
     for value in ns:
@@ -80,6 +87,15 @@ def bench(
     if as_json:
         emit_json(data)
         return
+    how = "chosen by measuring (cached)" if runtime.batch_curve is not None else "as given"
+    table = Table(title=f"throughput by batch size (model calls of one batch; batch size {runtime.batch_size}, {how})")
+    for col in ("batch", "images/s", "vs best"):
+        table.add_column(col, justify="right")
+    best = max(curve.values())
+    for b, ips in sorted(curve.items()):
+        mark = " *" if b == runtime.batch_size else ""
+        table.add_row(f"{b}{mark}", f"{ips:.1f}", f"{ips / best:.2f}")
+    out.print(table)
     table = Table(title=f"oracle overhead: {Path(runtime.info.path).name} ({', '.join(data['providers'])})")
     for col in ("n", "bare inf/s", "oracle inf/s", "ratio", "noise", "model", "rest", "noise ns/value"):
         table.add_column(col, justify="right")
@@ -114,14 +130,27 @@ def bench(
         out.print(table)
 
 
-def _with_threads(runtime, threads: int):
+def batch_curve(runtime) -> dict[int, float]:
+    """Images per second of one model call by batch size, measured now: the autotune's
+    candidates and the runtime's own batch size (:func:`probe.autotune.measure`)."""
+    from probe.autotune import CPU_CANDIDATES, CUDA_CANDIDATES, measure
+
+    candidates = CUDA_CANDIDATES if runtime.on_cuda else CPU_CANDIDATES
+    sizes = [runtime.batch_size] if runtime.info.fixed_batch else sorted({*candidates, runtime.batch_size})
+    try:
+        return measure(runtime._run, runtime.input_shape, sizes)
+    finally:
+        runtime.reset_counters()
+
+
+def _with_threads(runtime, threads: int, *, auto: bool):
     from probe.runtime import Runtime
 
     return Runtime(
         runtime.info.path,
         spec=runtime.info.spec,
         output=runtime.info.output_name,
-        batch_size=runtime.batch_size,
+        batch_size="auto" if auto else runtime.batch_size,
         device="cuda" if runtime.on_cuda else "cpu",
         threads=threads,
     )
