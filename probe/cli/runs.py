@@ -25,6 +25,18 @@ def sweep(
     config: Annotated[Path, typer.Argument(help="The sweep's TOML file.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder of results.jsonl, configs.jsonl, sweep.json.")],
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray",
+            metavar="auto|ADDRESS",
+            help="Run the jobs on Ray workers: 'auto' (the running cluster, else a local one) or a cluster's "
+            "address; needs the ray extra (docs/scaling.md).",
+        ),
+    ] = None,
+    ray_cpus: Annotated[
+        int, typer.Option("--ray-cpus", help="CPU cores per Ray worker on a cluster without GPUs (one per GPU else).")
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Run (or resume) a grid of configurations x attacks x images; finished jobs are skipped."""
@@ -33,6 +45,11 @@ def sweep(
     from probe.runs.sweep import SweepHooks, run_sweep
     from probe.runs.sweep_file import load_sweep
 
+    require(ray is not None or ray_cpus == 1, "--ray-cpus needs --ray")
+    if ray is not None:
+        from probe.runs.ray_sweep import RaySweep, import_ray
+
+        import_ray()  # before any work: without the extra, one error line
     plan = load_sweep(config)
     err.print(f"sweep {escape(plan.name)}: {len(plan.configs)} configurations -> {escape(out_dir / RESULTS)}")
     columns = (
@@ -46,32 +63,34 @@ def sweep(
     )
     interrupted = False
     with Progress(*columns, console=err, disable=quiet) as bar:
-        state: dict = {}
+        state: dict = {}  # per configuration (a Ray sweep runs several at once): its task, successes, L2s
 
         def start(cfg, position, total, todo, done) -> None:
-            state["l2"] = []
-            state["wins"] = 0
-            state["task"] = bar.add_task(
-                f"[{position}/{total}] {cfg.label}", total=todo + done, completed=done, wins="-", l2="-"
-            )
+            label = f"[{position}/{total}] {cfg.label}"
+            task = bar.add_task(label, total=todo + done, completed=done, wins="-", l2="-")
+            state[cfg.id] = {"task": task, "wins": 0, "l2": []}
 
         def record(rec: dict) -> None:
             import numpy as np
 
+            mine = state[rec["config"]]
             if rec["success"]:
-                state["wins"] += 1
-                state["l2"].append(rec["l2"])
+                mine["wins"] += 1
+                mine["l2"].append(rec["l2"])
             bar.update(
-                state["task"],
+                mine["task"],
                 advance=1,
-                wins=str(state["wins"]),
-                l2=f"{np.median(state['l2']):.3f}" if state["l2"] else "-",
+                wins=str(mine["wins"]),
+                l2=f"{np.median(mine['l2']):.3f}" if mine["l2"] else "-",
             )
 
         hooks = SweepHooks(start=start, record=record, message=lambda m: err.print(escape(m)))
         try:
             with stop_at_checkpoints():  # Ctrl-C stops between engine rounds, a second one at once
-                outcome = run_sweep(plan, out_dir, hooks)
+                if ray is not None:
+                    outcome = RaySweep(plan, out_dir, hooks, address=ray, cpus=ray_cpus).run()
+                else:
+                    outcome = run_sweep(plan, out_dir, hooks)
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:

@@ -16,8 +16,9 @@ Output folder (see :mod:`probe.runs.results` for the files):
 
 All jobs of a configuration go through one :class:`~probe.engine.Engine`, so the
 model sees full batches; every job has its own seeded streams (keyed by the
-image's and the attack's position), so a resumed sweep gives the same records
-as one run straight through.
+image's and the attack's identity, :mod:`probe.runs.streams`), so a resumed sweep
+gives the same records as one run straight through, and a sweep on Ray
+(:mod:`probe.runs.ray_sweep`) the same records as a local one.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ class SweepOutcome:
     skipped_jobs: int = 0
     configs: int = 0
     seconds: float = 0.0
+    replaced: int = 0  # Ray sweeps: workers replaced after they died
+    duplicates: int = 0  # Ray sweeps: records received twice (a unit rerun) and not written again
 
 
-def _load_images(sweep: Sweep, runtime, model: str):
+def load_sweep_images(sweep: Sweep, runtime, model: str):
     from probe.data import load_images
     from probe.zoo import default_images
 
@@ -113,8 +116,9 @@ def run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None = None) -> S
         return _run_sweep(sweep, out_dir, hooks)
 
 
-def _run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None) -> SweepOutcome:
-    hooks = hooks or SweepHooks()
+def read_progress(out_dir: Path) -> tuple[set, dict[str, dict], set]:
+    """What a folder (created) already holds: the job keys of its records, its configs.jsonl
+    rows by configuration id, and the keys of its certify.jsonl rows."""
     prepare_dir(out_dir)
     done = {job_key(r) for r in read_jsonl(out_dir / RESULTS)}
     config_rows = {r["config"]: r for r in read_jsonl(out_dir / CONFIGS)}
@@ -122,29 +126,25 @@ def _run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None) -> SweepOu
         (r["model"], r["sigma"], r["n0"], r["n"], r["alpha"], r["seed"], r["image"])
         for r in read_jsonl(out_dir / CERTIFY)
     }
+    return done, config_rows, certified
+
+
+def _run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None) -> SweepOutcome:
+    hooks = hooks or SweepHooks()
+    done, config_rows, certified = read_progress(out_dir)
     outcome = SweepOutcome()
     started = time.perf_counter()
-    status = {
-        "name": sweep.name,
-        "source": sweep.source,
-        "configs": [
-            {"config": c.id, "label": c.label, **c.identity(), "attacks": list(c.attacks)} for c in sweep.configs
-        ],
-        "versions": versions(),
-        "providers": {},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "status": "running",
-    }
-    _write_status(out_dir, status)
+    status = start_status(sweep)
+    write_status(out_dir, status)
     results = ResultsWriter(out_dir / RESULTS)
     configs_out = ResultsWriter(out_dir / CONFIGS)
     cert_out = ResultsWriter(out_dir / CERTIFY) if sweep.certify else None
     position = 0
     try:
         for model in sweep.models:
-            runtime = _open_runtime(model, sweep)
+            runtime = open_runtime(model, sweep)
             status["providers"][model] = list(runtime.info.providers)
-            images = _load_images(sweep, runtime, model)
+            images = load_sweep_images(sweep, runtime, model)
             if images.skipped and hooks.message:
                 for path, why in images.skipped:
                     hooks.message(f"skipped unreadable image {path}: {why}")
@@ -196,31 +196,41 @@ def _run_sweep(sweep: Sweep, out_dir: Path, hooks: SweepHooks | None) -> SweepOu
         outcome.seconds = time.perf_counter() - started
         status["seconds"] = round(outcome.seconds, 2)
         status["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        _write_status(out_dir, status)
+        write_status(out_dir, status)
     return outcome
 
 
-def _write_status(out_dir: Path, status: dict) -> None:
+def start_status(sweep: Sweep) -> dict:
+    """sweep.json of a run that starts: the sweep's configurations, software versions, status."""
+    return {
+        "name": sweep.name,
+        "source": sweep.source,
+        "configs": [
+            {"config": c.id, "label": c.label, **c.identity(), "attacks": list(c.attacks)} for c in sweep.configs
+        ],
+        "versions": versions(),
+        "providers": {},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "status": "running",
+    }
+
+
+def write_status(out_dir: Path, status: dict) -> None:
     write_json(out_dir / SWEEP, status)
 
 
-def _open_runtime(model: str, sweep: Sweep):
+def open_runtime(model: str, sweep: Sweep, *, device: str | None = None, threads: int = 0):
     from probe.runtime import Runtime
     from probe.zoo import resolve_model
 
-    return Runtime(resolve_model(model), batch_size=sweep.batch_size, device=sweep.device)
+    return Runtime(resolve_model(model), batch_size=sweep.batch_size, device=device or sweep.device, threads=threads)
 
 
-def _run_config(
-    cfg, runtime, *, images, attacked, done, results, configs_out, config_rows, hooks, out_dir, save_images
-) -> int:
-    """One configuration: clean accuracy on all images (configs.jsonl), then the unfinished jobs
-    of the first ``attacked`` images in one engine."""
-    from probe.runs.campaign import AttackConfig, attack_images, clean_labels
-    from probe.smoothing import SmoothedClassifier
+def attack_config(cfg: SweepConfig):
+    """The :class:`~probe.runs.campaign.AttackConfig` of every job of a configuration."""
+    from probe.runs.campaign import AttackConfig
 
-    classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n)
-    acfg = AttackConfig(
+    return AttackConfig(
         attacks=cfg.attacks,
         norm=cfg.norm,
         pa=cfg.pa,
@@ -231,14 +241,15 @@ def _run_config(
         options=cfg.options,
         p_adv_samples=cfg.p_adv_samples,
     )
-    # as probe.runs.campaign.attack_images: the label to move away from (g_sigma) and, per image, the
-    # fraction of fresh plurality votes of g_{sigma,n} that give the true label
-    clean = clean_labels(classifier, images, seed=cfg.seed, evaluations=cfg.p_adv_samples)
+
+
+def config_row(cfg: SweepConfig, images, *, attacked: int, clean: list, plain: np.ndarray) -> dict:
+    """configs.jsonl's row of a configuration, from the clean labels (``clean``, one
+    :class:`~probe.oracle.CleanLabel` per image) and the plain model's labels ``plain`` (N,)."""
     labels = np.array([c.label for c in clean])
     agree = np.array([np.nan if c.accuracy is None else c.accuracy for c in clean])
     labelled = images.labels >= 0
-    plain = runtime.labels(images.x)
-    row = {
+    return {
         "config": cfg.id,
         "label": cfg.label,
         **cfg.identity(),
@@ -254,6 +265,55 @@ def _run_config(
         "plain_accuracy": float(np.mean(plain[labelled] == images.labels[labelled])) if labelled.any() else None,
         "clean_labels": {images.ids[i]: int(labels[i]) for i in range(len(images))},
     }
+
+
+def store_record(
+    rec: dict, *, cfg: SweepConfig, x_adv: np.ndarray | None, x0: np.ndarray, out_dir: Path, save_images: bool,
+    results: ResultsWriter,
+) -> dict:  # fmt: skip
+    """Write one job's record (its float32 adversarial ``x_adv`` (3, H, W) saved beside it, and
+    its PNGs when ``save_images``); returns the record as written."""
+    rec = {"config": cfg.id, "model": cfg.model, **rec}
+    if x_adv is not None and rec["l2"] is not None:
+        rec["adv_file"] = str(save_record_array(out_dir, rec, x_adv))
+        if save_images:
+            path = save_record_image(out_dir / "images" / cfg.id, rec, x0, x_adv)
+            rec["adv_path"] = str(path.relative_to(out_dir))
+    results.write(rec)
+    return rec
+
+
+def certify_key(sweep: Sweep, model: str, sigma: float) -> tuple:
+    """(model, sigma, n0, n, alpha, seed): with the image, the key of a certify.jsonl row."""
+    settings = sweep.certify
+    seed = next((c.seed for c in sweep.configs if c.model == model), 0)
+    return (model, sigma, settings.n0, settings.n, settings.alpha, seed)
+
+
+def certify_sigmas(sweep: Sweep, model: str) -> list[float]:
+    """The sigmas > 0 of a model's configurations (CERTIFY runs once per model and sigma)."""
+    return sorted({c.sigma for c in sweep.configs if c.model == model and c.sigma > 0})
+
+
+def certify_row(key: tuple, rec: dict) -> dict:
+    model, sigma, n0, n, alpha, seed = key
+    return {"model": model, "sigma": sigma, "n0": n0, "n": n, "alpha": alpha, "seed": seed, **rec}
+
+
+def _run_config(
+    cfg, runtime, *, images, attacked, done, results, configs_out, config_rows, hooks, out_dir, save_images
+) -> int:
+    """One configuration: clean accuracy on all images (configs.jsonl), then the unfinished jobs
+    of the first ``attacked`` images in one engine."""
+    from probe.runs.campaign import attack_images, clean_labels
+    from probe.smoothing import SmoothedClassifier
+
+    classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n)
+    acfg = attack_config(cfg)
+    # as probe.runs.campaign.attack_images: the label to move away from (g_sigma) and, per image, the
+    # fraction of fresh plurality votes of g_{sigma,n} that give the true label
+    clean = clean_labels(classifier, images, seed=cfg.seed, evaluations=cfg.p_adv_samples)
+    row = config_row(cfg, images, attacked=attacked, clean=clean, plain=runtime.labels(images.x))
     if config_rows.get(cfg.id, {}).get("clean_labels") != row["clean_labels"]:
         configs_out.write(row)
         config_rows[cfg.id] = row
@@ -262,13 +322,11 @@ def _run_config(
 
     def emit(rec: dict, job) -> None:
         nonlocal written
-        rec = {"config": cfg.id, "model": cfg.model, **rec}
-        if job is not None and rec["l2"] is not None:
-            rec["adv_file"] = str(save_record_array(out_dir, rec, job.outcome.x_adv))
-        if save_images and job is not None and rec["l2"] is not None:
-            path = save_record_image(out_dir / "images" / cfg.id, rec, images.x[job.meta["index"]], job.outcome.x_adv)
-            rec["adv_path"] = str(path.relative_to(out_dir))
-        results.write(rec)
+        x_adv = None if job is None or job.outcome is None else job.outcome.x_adv
+        x0 = images.x[job.meta["index"]] if job is not None else None
+        rec = store_record(
+            rec, cfg=cfg, x_adv=x_adv, x0=x0, out_dir=out_dir, save_images=save_images, results=results
+        )
         done.add(job_key(rec))
         written += 1
         if hooks.record:
@@ -294,9 +352,9 @@ def _certify_model(
 
     images = images.head(attacked)
     settings = sweep.certify
-    seed = next((c.seed for c in sweep.configs if c.model == model), 0)
-    for sigma in sorted({c.sigma for c in sweep.configs if c.model == model and c.sigma > 0}):
-        key = (model, sigma, settings.n0, settings.n, settings.alpha, seed)
+    for sigma in certify_sigmas(sweep, model):
+        key = certify_key(sweep, model, sigma)
+        seed = key[-1]
         if all((*key, image) in certified for image in images.ids):
             continue
         if hooks.message:
@@ -311,15 +369,5 @@ def _certify_model(
         )
         for rec in records:
             if (*key, rec["image"]) not in certified:
-                out.write(
-                    {
-                        "model": model,
-                        "sigma": sigma,
-                        "n0": settings.n0,
-                        "n": settings.n,
-                        "alpha": settings.alpha,
-                        "seed": seed,
-                        **rec,
-                    }
-                )
+                out.write(certify_row(key, rec))
                 certified.add((*key, rec["image"]))
