@@ -15,7 +15,7 @@ import warnings
 
 import typer
 
-from probe.cli import attack, bench, core, figures, models, runs
+from probe.cli import attack, bench, core, figures, models, runs, serve
 from probe.cli.output import err, escape, print_error
 from probe.errors import ProbeError
 
@@ -76,6 +76,7 @@ for _name, _function in COMMANDS.items():
 models_app.command("list", epilog=_epilog("list"))(models.models_list)
 models_app.command("export", epilog=_epilog("export"))(models.models_export)
 app.add_typer(models_app, name="models")
+app.add_typer(serve.serve_app, name="serve")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

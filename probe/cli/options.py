@@ -13,6 +13,7 @@ entry point prints as one ``error:`` line with exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import typing
@@ -39,7 +40,7 @@ class ModelOptions:
 
     model: Optional[str] = None
     device: str = "auto"
-    batch_size: int = 64
+    batch_size: str = "auto"  # "auto" or a number (parse_batch_size)
     layout: Optional[str] = None
     channels: Optional[str] = None
     scale: Optional[float] = None
@@ -47,9 +48,17 @@ class ModelOptions:
     std: Optional[str] = None
     size: Optional[str] = None
     output: Optional[str] = None
+    endpoint: Optional[str] = None
+    protocol: str = "v2"
+    concurrency: int = 4
+    api_key: Optional[str] = None
+    header: Optional[list[str]] = None
+    timeout: float = 30.0
+    defended: bool = False
 
     def open(self):
-        """The :class:`probe.runtime.Runtime` these flags describe."""
+        """The :class:`probe.runtime.Runtime` these flags describe (a
+        :class:`probe.remote.client.RemoteRuntime` with ``--endpoint``)."""
         from probe.runtime import Runtime
         from probe.zoo import DEFAULT_MODEL, resolve_model
 
@@ -61,8 +70,27 @@ class ModelOptions:
             "std": parse_floats(self.std, "std"),
             "size": parse_size(self.size),
         }
+        if self.endpoint is not None:
+            from probe.remote.client import open_endpoint
+
+            batch = parse_batch_size(self.batch_size)  # no local model to time: auto means 64 points
+            return open_endpoint(dataclasses.replace(self, batch_size=64 if batch == "auto" else batch), overrides)
+        require(not (self.defended or self.api_key or self.header), "--defended, --api-key and --header need --endpoint")
         path = resolve_model(self.model or DEFAULT_MODEL)
-        return Runtime(path, output=self.output, batch_size=self.batch_size, device=self.device, overrides=overrides)
+        batch = parse_batch_size(self.batch_size)
+        return Runtime(path, output=self.output, batch_size=batch, device=self.device, overrides=overrides)
+
+    def adjust(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``--defended``: the endpoint smooths itself, so the command's own ``--sigma``/``--n`` are off."""
+        sigma = kwargs.get("sigma")
+        if not self.defended or sigma is None:
+            return kwargs
+        require(not isinstance(sigma, list), "certify needs vote counts: a defended endpoint answers labels only")
+        if sigma:
+            from probe.cli.output import err
+
+            err.print(f"--defended: the endpoint smooths; client-side --sigma {sigma} is off", highlight=False)
+        return {**kwargs, "sigma": 0.0, **({"n": 1} if isinstance(kwargs.get("n"), int) else {})}
 
 
 _MODEL_PARAMS: dict[str, tuple[Any, Any]] = {
@@ -85,8 +113,15 @@ _MODEL_PARAMS: dict[str, tuple[Any, Any]] = {
         "auto",
     ),
     "batch_size": (
-        Annotated[int, typer.Option("--batch-size", help="Images per model call.", rich_help_panel=MODEL_PANEL)],
-        64,
+        Annotated[
+            str,
+            typer.Option(
+                "--batch-size",
+                help="Images per model call, or auto: the fastest per image of a few, measured once per model and cached.",
+                rich_help_panel=MODEL_PANEL,
+            ),
+        ],
+        "auto",
     ),
     "layout": (
         Annotated[
@@ -141,6 +176,25 @@ _MODEL_PARAMS: dict[str, tuple[Any, Any]] = {
         None,
     ),
 }
+
+REMOTE_PANEL = "Remote model (--endpoint)"
+
+
+def _remote(flag: str, kind: Any, default: Any, text: str, **extra: Any) -> tuple[Any, Any]:
+    return Annotated[kind, typer.Option(flag, help=text, rich_help_panel=REMOTE_PANEL, **extra)], default
+
+
+_MODEL_PARAMS.update({
+    "endpoint": _remote("--endpoint", Optional[str], None, "Query a served model at this URL instead of a file "
+                        "(--model is its name there); needs pip install \"probe[serve]\"."),
+    "protocol": _remote("--protocol", str, "v2", "v2 (Open Inference Protocol: Triton, KServe, MLServer) or probe "
+                        "(probe serve)."),
+    "concurrency": _remote("--concurrency", int, 4, "Requests in flight at once (each up to --batch-size points)."),
+    "api_key": _remote("--api-key", Optional[str], None, "Bearer token for the endpoint.", envvar="PROBE_API_KEY"),
+    "header": _remote("--header", Optional[list[str]], None, "Extra request header 'Name: value' (repeatable)."),
+    "timeout": _remote("--timeout", float, 30.0, "Seconds per request (failed requests are retried)."),
+    "defended": _remote("--defended", bool, False, "The endpoint smooths itself: no client-side --sigma/--n."),
+})  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,6 +292,7 @@ def option_group(target: str, cls: type, params: dict[str, tuple[Any, Any]], def
         @functools.wraps(func)
         def command(**kwargs: Any) -> Any:
             group = cls(**{name: kwargs.pop(name) for name in params})
+            kwargs = group.adjust(kwargs) if hasattr(group, "adjust") else kwargs
             return func(**kwargs, **{target: group})
 
         command.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
@@ -274,6 +329,19 @@ def parse_floats(text: str | None, name: str) -> tuple[float, ...] | None:
     if len(values) != 3:
         raise ProbeError(f"--{name} needs 1 or 3 values, got {len(values)}")
     return values
+
+
+def parse_batch_size(text: str | int) -> int | str:
+    """``--batch-size``: ``auto`` or an integer >= 1."""
+    if isinstance(text, int) or str(text).strip().lower() != "auto":
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise ProbeError(f"--batch-size expects auto or an integer >= 1, got {text!r}") from None
+        from probe.validate import check_int
+
+        return check_int("--batch-size", value, 1)
+    return "auto"
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

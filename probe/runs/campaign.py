@@ -15,6 +15,7 @@ same whatever else runs and in whatever order.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -161,6 +162,8 @@ def _record(
     outcome = job.outcome if job is not None else None
     found = outcome is not None and outcome.found
     x0 = images.x[i]
+    if found and hasattr(classifier.runtime, "as_sent"):  # a remote UINT8 input: measured on what was sent
+        outcome = dataclasses.replace(outcome, x_adv=classifier.runtime.as_sent(outcome.x_adv))
     p = q = None
     if found:
         p = _p_adv(classifier, config, meta, outcome.x_adv, streams.PADV)
@@ -202,6 +205,7 @@ def _record(
         "below_bound_eq6": bool(found and p.p >= config.pa and bound is not None and l2 < bound),
         "seconds": round(time.perf_counter() - meta["started"], 3) if "started" in meta else 0.0,
         "skipped": skipped,
+        **getattr(classifier.runtime, "record_fields", {}),  # a remote model: endpoint, protocol, defended
     }
 
 
