@@ -31,6 +31,7 @@ import numpy as np
 from scipy import fft
 
 MAX_DCT_SIDE = 4096  # larger sides: i.i.d. Gaussian probes (a 1-D DCT matrix per side is built)
+MIN_SUBSPACE_SIDE = 16  # the low-frequency subspace keeps at least this many frequencies a side
 
 
 def chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -131,9 +132,43 @@ def gaussian_probes(shape: tuple[int, ...], rng: np.random.Generator, n: int) ->
     return pts
 
 
-def unit_probes(shape: tuple[int, ...], rng: np.random.Generator, orthogonal: bool) -> Callable[[int], np.ndarray]:
-    """``draw(n)``: n unit directions (n, *shape), float32: orthonormal (:class:`OrthoProbes`)
+class LowFrequencyProbes:
+    """Unit probe directions in the low-frequency subspace of the image: i.i.d. Gaussian
+    coefficients on the first ``ratio`` of each spatial side's DCT-II frequencies (at least
+    ``MIN_SUBSPACE_SIDE``, at most the side; all channels), mapped back by the inverse DCT
+    (``A_h^T Z A_w``, two small matrices).
+
+    The subspace has about ``C (ratio H) (ratio W)`` dimensions: the gradient of a natural-image
+    classifier has most of its mass there, so that a probe there carries more of it than
+    a probe drawn in the whole space (QEBA, Li et al. CVPR 2020; Guo et al. 2019).
+    """
+
+    def __init__(self, shape: tuple[int, ...], rng: np.random.Generator, ratio: float) -> None:
+        self.shape = tuple(shape)
+        self.rng = rng
+        c, h, w = self.dims = chw(self.shape)
+        kh, kw = (min(n, max(int(round(ratio * n)), MIN_SUBSPACE_SIDE)) for n in (h, w))
+        self.coef_shape = (c, kh, kw)
+        self.a_h = dct_matrix(h)[:kh]  # (kh, h), orthonormal rows
+        self.a_w = dct_matrix(w)[:kw]  # (kw, w)
+
+    def draw(self, n: int) -> np.ndarray:
+        z = self.rng.standard_normal((n, *self.coef_shape), dtype=np.float32)
+        z /= np.maximum(np.linalg.norm(z.reshape(n, -1), axis=1), np.float32(1e-12)).reshape(n, 1, 1, 1)
+        out = np.matmul(np.matmul(self.a_h.T, z), self.a_w)  # (n, c, h, w), unit norm: orthonormal rows
+        return np.ascontiguousarray(out, dtype=np.float32).reshape(n, *self.shape)
+
+
+def unit_probes(
+    shape: tuple[int, ...], rng: np.random.Generator, orthogonal: bool, subspace: float = 1.0
+) -> Callable[[int], np.ndarray]:
+    """``draw(n)``: n unit directions (n, *shape), float32: in the low-frequency subspace
+    (:class:`LowFrequencyProbes`) when ``subspace < 1``, else orthonormal (:class:`OrthoProbes`)
     when asked and the shape allows, else i.i.d. Gaussian."""
+    if subspace < 1.0 and max(chw(shape)) <= MAX_DCT_SIDE:
+        low = LowFrequencyProbes(shape, rng, subspace)
+        if low.coef_shape != chw(shape):  # else: the subspace is the whole space
+            return low.draw
     if orthogonal and max(chw(shape)) <= MAX_DCT_SIDE:
         return OrthoProbes(shape, rng).draw
     return lambda n: gaussian_probes(shape, rng, n)

@@ -50,7 +50,7 @@ import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import unit_probes
-from probe.attacks.search import bisect, blend, check_start, gallop_down, linf_ball, noise_init
+from probe.attacks.search import bisect, blend, check_start, corner_start, gallop_down, linf_ball, noise_init
 from probe.validate import check_choice, check_int, check_real
 
 
@@ -72,7 +72,7 @@ class HSJA(Attack):
             bisection tolerance and the probe size. (Default: 1.0)
         max_num_evals (int): >= 1, cap on the probes per iteration. (Default: 10000)
         init_num_evals (int): >= 1; probes at iteration t: init_num_evals * sqrt(t).
-            (Default: 100)
+            (Default: 50)
         max_init_tries (int): >= 1, random images tried to find a first adversarial.
             (Default: 100)
         max_halvings (int): >= 0, step-size halvings tried per iteration. (Default: 20)
@@ -90,6 +90,11 @@ class HSJA(Attack):
             (Default: 'sum')
         tol (float): > 0; bisections stop at a relative precision tol * theta.
             (Default: 1.0)
+        subspace (float): in (0, 1]; the probes live on the lowest ``subspace`` of each
+            side's DCT frequencies (at least 16 a side; 1: the whole space, as in the
+            reference). (Default: 0.25)
+        subspace_growth (float): >= 0; the subspace's side grows by this factor each
+            iteration, up to the whole space. (Default: 0.5)
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (any shape works).
@@ -123,7 +128,7 @@ class HSJA(Attack):
         norm: str = "l2",
         gamma: float = 1.0,
         max_num_evals: int = 10000,
-        init_num_evals: int = 100,
+        init_num_evals: int = 50,
         max_init_tries: int = 100,
         max_halvings: int = 20,
         memory: float = 1.0,
@@ -131,6 +136,8 @@ class HSJA(Attack):
         fit_budget: bool = True,
         step: str = "sum",
         tol: float = 1.0,
+        subspace: float = 0.25,
+        subspace_growth: float = 0.5,
     ) -> None:
         self.norm = self._check_norm(norm)
         self.gamma = check_real("gamma", gamma, 0.0, None, low_closed=False)
@@ -143,6 +150,8 @@ class HSJA(Attack):
         self.fit_budget = bool(fit_budget)
         self.step = check_choice("step", step, STEPS)
         self.tol = check_real("tol", tol, 0.0, None, low_closed=False)
+        self.subspace = check_real("subspace", subspace, 0.0, 1.0, low_closed=False)
+        self.subspace_growth = check_real("subspace_growth", subspace_growth, 0.0, None)
 
     # -- boundary search -------------------------------------------------------------
 
@@ -199,13 +208,16 @@ class HSJA(Attack):
         x_adv = yield from check_start(tracker, x0, x_init)
         if x_adv is None:
             x_adv = yield from noise_init(tracker, x0, rng, kind="uniform", max_tries=self.max_init_tries)
+        if x_adv is None:  # sign corners and strong noise, with what is left
+            x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
             return
         x_b, dist = yield from self._to_boundary(tracker, x0, x_adv, theta, None, 0.1)
         if dist == 0.0:
             return
 
-        draw_probes = unit_probes(shape, rng, self.orthogonal)
+        ratio = self.subspace
+        draw_probes = unit_probes(shape, rng, self.orthogonal, ratio)
         acc = np.zeros(d, dtype=np.float64)
         overhead = 20  # queries per iteration outside the probes (step + bisection), measured below
         rel = 0.1
@@ -227,6 +239,11 @@ class HSJA(Attack):
                 if left - n_t < n_next + overhead:
                     n_t = min(max(left, 1), self.max_num_evals)
             n_t = max(1, min(n_t, tracker.remaining))
+            if self.subspace_growth and ratio < 1.0:
+                grown = min(1.0, self.subspace * (1.0 + self.subspace_growth) ** (t - 1))
+                if grown != ratio:
+                    ratio = grown
+                    draw_probes = unit_probes(shape, rng, self.orthogonal, ratio)
             pts = draw_probes(n_t)  # unit directions
             pts *= np.float32(delta)
             pts += x_b[None]

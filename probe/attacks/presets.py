@@ -31,7 +31,15 @@ from probe.errors import ProbeError
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "probe": {"hsja": {}, "surfree": {}, "rays": {}},
     "paper": {
-        "hsja": {"memory": 0.0, "orthogonal": False, "step": "geometric", "fit_budget": False},
+        "hsja": {
+            "memory": 0.0,
+            "orthogonal": False,
+            "step": "geometric",
+            "fit_budget": False,
+            "init_num_evals": 100,
+            "subspace": 1.0,
+            "subspace_growth": 0.0,
+        },
         "surfree": {
             "theta_max": 30.0,
             "rho": 0.98,

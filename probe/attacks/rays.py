@@ -27,7 +27,7 @@ from typing import Callable, Generator
 import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker
-from probe.attacks.search import check_start, gallop_down
+from probe.attacks.search import corner_start, check_start, gallop_down
 from probe.validate import check_int, check_real
 
 
@@ -106,15 +106,20 @@ class RayS(Attack):
                 )
             )
 
+        def from_point(start: np.ndarray):
+            """The sign direction of an adversarial start, and its radius."""
+            s = np.where(start.ravel() >= flat0, 1.0, -1.0).astype(np.float32)
+            r0 = float(np.max(np.abs(start.ravel() - flat0)))
+            if r0 > 0.0 and (yield from tracker.is_adversarial(ray(s)(r0))):
+                r, _ = yield from radius(s, r0, 0.5 * r0)
+                return s, r
+            return None, math.inf
+
         s_best = None
         r_best = math.inf
         start = yield from check_start(tracker, x0, x_init)
         if start is not None:
-            s = np.where(start.ravel() >= flat0, 1.0, -1.0).astype(np.float32)
-            r0 = float(np.max(np.abs(start.ravel() - flat0)))
-            if r0 > 0.0 and (yield from tracker.is_adversarial(ray(s)(r0))):
-                r_best, _ = yield from radius(s, r0, 0.5 * r0)
-                s_best = s
+            s_best, r_best = yield from from_point(start)
         if s_best is None:
             candidates = [np.ones(d, np.float32), -np.ones(d, np.float32)]
             for i in range(2 + self.max_init_tries):
@@ -129,6 +134,10 @@ class RayS(Attack):
                     r_best, _ = yield from radius(s, hit, r_max / self.line_steps / 2.0)
                     s_best = s
                     break
+        if s_best is None and tracker.remaining > 0:  # sign corners and strong noise, with what is left
+            start = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
+            if start is not None:
+                s_best, r_best = yield from from_point(start)
         if s_best is None:
             return
 

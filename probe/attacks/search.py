@@ -159,6 +159,50 @@ def noise_init(
     return None
 
 
+def corner_start(
+    tracker: Tracker, x0: np.ndarray, rng: np.random.Generator, *, max_tries: int
+) -> Generator[Points, Answers, "np.ndarray | None"]:
+    """Starts for a point that an attack's own initialisation could not leave, one query each.
+
+    In turn: the corners ``clip(x0 + s)`` of the box along sign patterns ``s`` (RayS' sign
+    directions at their largest radius; the attack's bisection then searches the radius),
+    from coarse to fine (the whole image, one sign per channel, then 2^k x 2^k blocks per
+    channel, then single pixels: a blocky pattern is the strongest low-frequency change,
+    a pixel pattern the strongest change of a random linear form), and ``x0`` drowned in
+    Gaussian noise of growing strength (0.5, 1, 2, 4, 8). Returns the first adversarial
+    point, or None after ``max_tries`` queries.
+    """
+    shape = x0.shape
+    if len(shape) == 3:
+        c, h, w = shape
+        levels = [(1, 1, 1), (c, 1, 1)] + [(c, min(h, 2**k), min(w, 2**k)) for k in range(1, 5)] + [(c, h, w)]
+    else:
+        levels = [(1,), (int(np.prod(shape)),)]
+    tries = 0
+    while tries < max_tries:
+        for grid in levels:
+            if tries >= max_tries:
+                return None
+            tries += 1
+            signs = rng.integers(0, 2, size=grid).astype(np.float32) * 2 - 1
+            if len(shape) == 3:
+                signs = np.kron(signs, np.ones((1, -(-shape[1] // grid[1]), -(-shape[2] // grid[2])), np.float32))
+                signs = np.broadcast_to(signs[: shape[0] if grid[0] > 1 else 1, : shape[1], : shape[2]], shape)
+            else:
+                signs = np.broadcast_to(signs, shape) if grid == (1,) else signs.reshape(shape)
+            x = np.clip(x0 + signs, 0.0, 1.0).astype(np.float32)
+            if (yield from tracker.is_adversarial(x)):
+                return x
+        for scale in (0.5, 1.0, 2.0, 4.0, 8.0):
+            if tries >= max_tries:
+                return None
+            tries += 1
+            x = np.clip(x0 + np.float32(scale) * rng.standard_normal(shape, dtype=np.float32), 0.0, 1.0)
+            if (yield from tracker.is_adversarial(x)):
+                return x
+    return None
+
+
 def check_start(
     tracker: Tracker, x0: np.ndarray, x_init: np.ndarray | None
 ) -> Generator[Points, Answers, "np.ndarray | None"]:

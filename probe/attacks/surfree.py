@@ -58,7 +58,7 @@ import numpy as np
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import BandBasis, PastDirections, band_bases
 from probe.attacks.directions import zigzag_mask as zigzag_mask  # re-exported
-from probe.attacks.search import bisect, blend, check_start, gallop_down, noise_init
+from probe.attacks.search import bisect, blend, check_start, corner_start, gallop_down, noise_init
 from probe.validate import check_choice, check_int, check_real
 
 BANDS = ("low", "full", "adaptive")
@@ -188,6 +188,8 @@ class SurFree(Attack):
             x_adv = yield from noise_init(
                 tracker, x0, rng, kind="gaussian", scale=self.init_scale, max_tries=self.max_init_tries
             )
+        if x_adv is None:  # sign corners and strong noise, with what is left
+            x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
             return
         # boost: a blend 0.8 of the way is usually still adversarial; then bisect
