@@ -207,8 +207,9 @@ def run(args) -> int:
                 done.add((r["model"], r["sigma"], r["n"], r["budget"], r["config"], r["image"]))
     args.rows.parent.mkdir(parents=True, exist_ok=True)
     with args.rows.open("a") as out:
-        for config in args.config or DEFAULT_CONFIGS:
-            for index, (image_id, x0) in enumerate(zip(samples.ids, samples.x)):
+        # image by image, every configuration on each: a run cut short still compares them all
+        for index, (image_id, x0) in enumerate(zip(samples.ids, samples.x)):
+            for config in args.config or DEFAULT_CONFIGS:
                 if (args.model, clf.sigma, clf.n, args.budget, config, image_id) in done:
                     continue
                 row = attack_one(args, runtime, clf, image_id, index, x0, config)

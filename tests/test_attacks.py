@@ -199,10 +199,12 @@ def test_information_limit_check_flags_a_cheater():
 
 
 # L2 ratios measured at d = 3x32x32, 2,000 queries, problem seeds 0-7 (attack seed = problem
-# seed): HSJA 1.62-1.65, SurFree 2.00-2.09, RayS (an Linf attack, its L2 ratio) 3.29-3.58.
-# The band is the measured range widened by about 8%: below it, an attack did better than it
-# can (an unverified point, a leak of the model); above it, it got weaker.
-MEASURED_L2_BAND = {"hsja": (1.50, 1.78), "surfree": (1.85, 2.25), "rays": (3.0, 3.9)}
+# seed): HSJA 1.73-1.85 (its probes start in a low-frequency subspace, which pays on real
+# models and costs a little on a random linear one; 1.62-1.65 in the whole space), SurFree
+# 2.00-2.09, RayS (an Linf attack, its L2 ratio) 3.29-3.58. The band is the measured range
+# widened by about 5-8%, HSJA's top being the bound issue #12 sets (1.9): below it, an attack
+# did better than it can (an unverified point, a leak of the model); above it, it got weaker.
+MEASURED_L2_BAND = {"hsja": (1.60, 1.90), "surfree": (1.85, 2.25), "rays": (3.0, 3.9)}
 
 
 @pytest.mark.parametrize("name", ["hsja", "surfree", "rays"])
@@ -611,3 +613,28 @@ def test_budget_end_is_the_one_budget_exception():
         Tracker(x0, -1, "l2")
     with pytest.raises(ProbeError, match="norm"):
         Tracker(x0, 3, "l1")
+
+
+# -- starts that work when the attacks' own initialisation does not ---------------------
+
+
+@pytest.mark.parametrize("name", ["hsja", "surfree", "rays"])
+def test_a_start_is_found_where_random_images_almost_never_are(name):
+    """3x32x32 linear models with the optimum at L2 1.0: a uniform random image is adversarial
+    with probability about 3e-4 (its margin is N(0, 0.29^2)), so HSJA's 100 uniform tries fail
+    about 97% of the time (SurFree's Gaussian ones likewise); the corners of the box along sign
+    patterns (margin about N(0, 0.5^2) at pixel level) find one within the budget, on 6 of 6
+    models, charged to it."""
+    found = 0
+    for seed in range(6):
+        p = make_problem((3, 32, 32), seed=seed, opt=1.0)
+        uniform = np.random.default_rng(seed).random((100, 3, 32, 32), dtype=np.float32)
+        assert not p.is_adv(uniform).any()  # the published start fails here
+        p.points = 0
+        _, out = attack_problem(name, p, budget=600, seed=seed)
+        assert out.queries == p.points <= 600
+        found += out.found
+        if out.found:
+            assert p.is_adv(out.x_adv[None].astype(np.float32))[0]
+            assert p.ratio(out.x_adv, "l2") >= 1.0
+    assert found == 6

@@ -179,8 +179,9 @@ def test_hsja_checker_rejects_other_settings(change):
 
 
 def test_hsja_probe_preset_probes_are_orthonormal():
-    """The probe preset is the class defaults: orthonormal probes (the paper's are not),
-    accumulated estimates, the "sum" step, the budget fitted."""
+    """The probe preset is the class defaults: orthonormal probes (the paper's are not; below
+    16 frequencies a side the low-frequency subspace is the whole space), accumulated
+    estimates, the "sum" step, the budget fitted."""
     attack = build_attack("hsja", norm="l2", settings=PROBE)
     assert attack.params() == HSJA().params()
     assert (attack.memory, attack.orthogonal, attack.step, attack.fit_budget) == (1.0, True, "sum", True)
@@ -188,9 +189,8 @@ def test_hsja_probe_preset_probes_are_orthonormal():
     first = hsja_iterations(trace)[0]
     u = (first["probes"] - first["x_b"]) / 0.1
     d = x0.size
-    assert len(u) == 100 > d
-    assert np.allclose(u[:d] @ u[:d].T, np.eye(d), atol=1e-4)  # one orthonormal basis, then the next
-    assert np.allclose(u[d:] @ u[d:].T, np.eye(len(u) - d), atol=1e-4)
+    assert len(u) == attack.init_num_evals == 50 < d
+    assert np.allclose(u @ u.T, np.eye(len(u)), atol=1e-4)  # 50 vectors of one orthonormal basis
     with pytest.raises(AssertionError):
         check_hsja_paper(x0, trace, 1500)
 
@@ -342,3 +342,27 @@ def test_presets_confirmation_and_probe_defaults():
         options = AttackSettings(preset="paper", options={name: {"max_init_tries": 7}})
         assert build_attack(name, norm=cls.norms[0], settings=options).params() == {
             **cls(**PRESETS["paper"][name]).params(), "max_init_tries": 7}
+
+
+def test_hsja_probe_preset_probes_start_in_a_growing_low_frequency_subspace():
+    """On a 3x64x64 image the first probes have DCT coefficients only on the lowest 16 of
+    each side's 64 frequencies (subspace 0.25); the side then grows x1.5 an iteration, so
+    the second iteration's probes reach frequency 24 but not 25; the paper's are full-band."""
+    from scipy import fft
+
+    from probe.attacks.directions import unit_probes
+
+    shape = (3, 64, 64)
+    draw = unit_probes(shape, np.random.default_rng(0), True, 0.25)
+    coef = fft.dctn(draw(20), axes=(-2, -1), norm="ortho")
+    assert np.allclose(np.linalg.norm(draw(5).reshape(5, -1), axis=1), 1.0, atol=1e-5)
+    assert np.abs(coef[..., 16:, :]).max() < 1e-5 and np.abs(coef[..., :, 16:]).max() < 1e-5
+    assert np.abs(coef[..., :16, :16]).max() > 0.05
+    grown = fft.dctn(unit_probes(shape, np.random.default_rng(0), True, 0.375)(20), axes=(-2, -1), norm="ortho")
+    assert np.abs(grown[..., 24:, :]).max() < 1e-5 and np.abs(grown[..., 23, :]).max() > 0.01
+    full = fft.dctn(unit_probes(shape, np.random.default_rng(0), False, 1.0)(20), axes=(-2, -1), norm="ortho")
+    assert np.abs(full[..., 32:, 32:]).max() > 0.01
+    attack = build_attack("hsja", norm="l2", settings=PROBE)
+    assert (attack.subspace, attack.subspace_growth) == (0.25, 0.5)
+    paper = build_attack("hsja", norm="l2", settings=AttackSettings(preset="paper"))
+    assert (paper.subspace, paper.subspace_growth, paper.init_num_evals) == (1.0, 0.0, 100)

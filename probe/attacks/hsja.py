@@ -116,7 +116,7 @@ class HSJA(Attack):
         >>> bool(optimum <= outcome.distance <= 1.15 * optimum)
         True
         >>> HSJA(norm="linf", memory=0.0)  # doctest: +ELLIPSIS
-        HSJA(norm='linf', gamma=1.0, max_num_evals=10000, ..., memory=0.0, ..., step='sum', tol=1.0)
+        HSJA(norm='linf', gamma=1.0, max_num_evals=10000, ..., memory=0.0, ..., step='sum', tol=1.0, subspace=0.25, ...)
     """
 
     name = "hsja"
