@@ -23,6 +23,12 @@ each point of a request gets its own noise stream when the request is made
 (:meth:`probe.smoothing.SmoothedClassifier.decide`) in which the undecided points of all
 jobs go to the model together. The schedule above still counts n rows a point, an upper
 bound; a job's oracle is charged the rows it really took.
+
+A remote model whose key's budget is spent (:class:`~probe.errors.EndpointBudgetSpent`
+from the round's votes) ends the jobs of that round as their own budget would: the
+refusal is thrown into their generators (each returns its best verified adversarial),
+their unanswered queries are not counted, ``job.stopped`` says why, and the other
+jobs go on (against a spent key, each ends the same way at its next request).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from probe.attacks.base import AttackGen, AttackOutcome
-from probe.errors import BudgetExceeded
+from probe.errors import BudgetExceeded, EndpointBudgetSpent
 from probe.interrupt import checkpoint
 from probe.oracle import Oracle
 from probe.smoothing import SmoothedClassifier
@@ -56,6 +62,7 @@ class Job:
     parts: list = field(default_factory=list)  # their answers
     streams: list | None = None  # one noise stream a pending point (votes that stop when decided)
     idle: int = 0  # rounds its request has waited without any row taken
+    stopped: str | None = None  # why the job was cut short from outside (a remote key's budget spent)
 
 
 @dataclass
@@ -102,7 +109,16 @@ class Engine:
             selected, rows = self._select(waiting, n, unit, cap)
             selected, rows = self._charge(selected, n, waiting, on_result)
             self.stats.rounds += 1
-            for (job, a, b), (counts, drawn) in zip(selected, self._votes(selected)):
+            try:
+                votes = self._votes(selected)
+            except EndpointBudgetSpent as spent:  # the endpoint refused: these jobs are out of budget
+                for job, a, b in selected:
+                    job.oracle.queries -= b - a  # asked, never answered
+                    job.answered, job.parts, job.stopped = 0, [], "endpoint budget spent"
+                    self._advance(job, None, waiting, on_result, error=spent)
+                checkpoint()
+                continue
+            for (job, a, b), (counts, drawn) in zip(selected, votes):
                 self.stats.points += b - a
                 self.stats.rows += drawn
                 job.oracle.spend(drawn)

@@ -12,3 +12,9 @@ class ProbeError(ValueError):
 
 class BudgetExceeded(ProbeError):
     """A query beyond the budget was refused (before any inference ran)."""
+
+
+class EndpointBudgetSpent(BudgetExceeded):
+    """A remote endpoint refused a request because its key's query budget is spent (HTTP 429
+    ``budget_exhausted``, or the budget the server last reported). The engine ends the jobs
+    of that round as if their own budget were spent; the other jobs go on."""

@@ -221,16 +221,18 @@ def estimate_p_adv(
     errs with probability at most ``1 - confidence``). A clear case costs 8
     evaluations, a borderline one the maximum. The recorded interval is the plain one
     at ``confidence`` for the evaluations spent. Without smoothing g is deterministic:
-    one evaluation. Each evaluation's vote stops once its plurality answer is known
-    (``classifier.early_stop``; the same answer distribution as the full vote).
+    one evaluation (a defended endpoint's g is random, ``classifier.random``: each
+    evaluation is one query to it, answered by its own g_{sigma,n}). Each evaluation's
+    vote stops once its plurality answer is known (``classifier.early_stop``; the same
+    answer distribution as the full vote).
     """
     check_pa(pa)
     point = np.asarray(x, dtype=np.float32)
-    schedule = [1] if classifier.sigma == 0 else looks(max_evaluations)
+    schedule = looks(max_evaluations) if classifier.random else [1]
     per_look = 1.0 - (1.0 - confidence) / len(schedule)
     plurality = Criterion(label, targeted=targeted)  # "adversarial" = the plurality vote's answer
     hits = drawn = 0
-    decided = classifier.sigma == 0
+    decided = not classifier.random
     for size in schedule:
         points = np.broadcast_to(point, (size - drawn, *point.shape))
         if classifier.early_stop:
@@ -278,7 +280,7 @@ def clean_label(
     all micro-decisions, which a vote stopped by its own outcome would bias.
     """
     point = np.asarray(x, dtype=np.float32)
-    schedule = [1] if classifier.sigma == 0 else looks(max_evaluations)
+    schedule = looks(max_evaluations) if classifier.random else [1]
     alpha = (1.0 - confidence) / len(schedule)
     counts = np.zeros(classifier.num_classes, dtype=np.int64)
     right = drawn = 0
@@ -289,7 +291,7 @@ def clean_label(
             right += int(np.sum(majority(votes) == true_label))
         drawn = size
         c1, c2 = np.sort(counts)[::-1][:2]
-        if classifier.sigma == 0 or stats.binomtest(int(c1), int(c1 + c2), 0.5).pvalue <= alpha:
+        if not classifier.random or stats.binomtest(int(c1), int(c1 + c2), 0.5).pvalue <= alpha:
             break
     c1, c2 = np.sort(counts)[::-1][:2]
     accuracy = None if true_label is None else right / drawn

@@ -22,7 +22,15 @@ import pytest
 
 from probe.attacks import ATTACKS, Attack, Confirmed
 
-MODULES = ["probe.attacks.hsja", "probe.attacks.surfree", "probe.attacks.rays", "probe.attacks.base", "probe.attacks"]
+MODULES = [
+    "probe.attacks.hsja",
+    "probe.attacks.surfree",
+    "probe.attacks.rays",
+    "probe.attacks.cgba",
+    "probe.attacks.psj",
+    "probe.attacks.base",
+    "probe.attacks",
+]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 NORM_NAMES = {"l2": "L2", "linf": "Linf"}
 

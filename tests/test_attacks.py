@@ -638,3 +638,16 @@ def test_a_start_is_found_where_random_images_almost_never_are(name):
             assert p.is_adv(out.x_adv[None].astype(np.float32))[0]
             assert p.ratio(out.x_adv, "l2") >= 1.0
     assert found == 6
+
+
+def test_the_original_is_never_the_best_adversarial():
+    """A randomized oracle may answer "adversarial" at x0 itself (an image whose smoothed label
+    is unstable); the Tracker keeps the closest *other* point: a distance of 0 is no attack."""
+    x0 = np.full((1, 4, 4), 0.5, dtype=np.float32)
+    tracker = Tracker(x0, 10, "l2")
+    gen = tracker.query(np.stack([x0, x0 + 0.1, x0 + 0.2]))
+    next(gen)
+    with pytest.raises(StopIteration):
+        gen.send(np.array([True, True, True]))
+    assert tracker.best_distance == pytest.approx(0.4, rel=1e-5)
+    assert tracker.spent == 3

@@ -154,6 +154,20 @@ def test_smoothed_attack_accounting_and_reproducibility(lin, tmp_path, run_cli):
     assert strip(records_of(tmp_path / "r3")) != strip(runs[0])
 
 
+def test_full_votes_draw_exactly_n_inferences_a_query(lin, tmp_path, run_cli):
+    args = ["attack", "--model", lin.model, "--images", lin.folder, "--sigma", 0.05, "--n", 5, "--budget", 60,
+            "--attack", "rays", "--p-adv-samples", 8, "--certify-n", 0, "--limit", 2]
+    full = run_cli(*args, "--full-votes", "--out", tmp_path / "full")
+    stopped = run_cli(*args, "--out", tmp_path / "stopped")
+    assert full.exit_code == 0 and stopped.exit_code == 0, (full.output, stopped.output)
+    full, stopped = records_of(tmp_path / "full"), records_of(tmp_path / "stopped")
+    attacked = [r for r in full if not r["skipped"]]
+    assert attacked and all(r["inferences"] == 5 * r["queries"] > 0 and r["early_stop"] is False for r in attacked)
+    assert all(r["early_stop"] is True for r in stopped)
+    assert sum(r["inferences"] for r in stopped) < 5 * sum(r["queries"] for r in stopped)
+    assert json.loads((tmp_path / "full" / "summary.json").read_text())["early_stop"] is False
+
+
 def test_attack_bad_options_exit_2(lin, run_main):
     for args in (["--attack", "nope"], ["--budget", 0], ["--pa", 1.5], ["--norm", "l3"], ["--save-images"]):
         result = run_main("attack", "--model", lin.model, "--images", lin.folder, *args)

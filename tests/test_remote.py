@@ -23,7 +23,8 @@ from probe.runs.campaign import AttackConfig, attack_images  # noqa: E402
 from probe.smoothing import SmoothedClassifier  # noqa: E402
 from tests.test_serve import cifar, free_port, probe_app, running  # noqa: E402,F401
 
-REMOTE_FIELDS = {"seconds", "endpoint", "protocol", "defended", "endpoint_sigma", "endpoint_n", "endpoint_datatype"}
+REMOTE_FIELDS = {"seconds", "endpoint", "protocol", "defended", "endpoint_sigma", "endpoint_n", "endpoint_datatype",
+                 "verdict_queries_charged"}
 
 
 def same_records(local: list[dict], remote: list[dict]) -> None:
@@ -122,6 +123,42 @@ def test_uint8_endpoint_gets_8bit_points_and_distances_are_on_what_was_sent(cifa
     assert np.array_equal(labels, cifar.labels(sent)) and 0 < np.abs(sent - x).max() <= 0.5 / 255 + 1e-7
 
 
+def test_uint8_endpoint_saves_the_8bit_point_that_was_sent(cifar, tmp_path, run_cli):
+    from probe.zoo import default_images
+
+    app, state = fake_v2(cifar, datatype="UINT8")
+    with running(app) as url:
+        done = run_cli("attack", "--endpoint", url, "--model", "m", "--sigma", "0", "--attack", "rays", "--budget", "40",
+                       "--p-adv-samples", "1", "--images", default_images("cifar10-cnn"), "--limit", "1",
+                       "--out", tmp_path)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    (rec,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert rec["found"] and rec["endpoint_datatype"] == "UINT8"
+    saved = np.load(tmp_path / rec["adv_file"])
+    assert np.array_equal(saved * np.float32(255), np.rint(saved * 255))  # on the 8-bit grid
+    assert any(np.array_equal(np.rint(saved * 255).astype(np.uint8).transpose(1, 2, 0), x) for r in state["received"]
+               for x in r)  # exactly a point the server received  # fmt: skip
+    x0 = load_samples("cifar10-cnn", limit=1).x[0]
+    assert abs(rec["l2"] - float(np.linalg.norm((saved - x0).ravel()))) < 1e-5  # the distance is the saved point's
+
+
+def test_defended_endpoint_verdict_is_sequential_queries_to_it(cifar, tmp_path, run_cli):
+    app, _ = probe_app(cifar, tmp_path, keys=False, sigma=0.05, n=4)  # server-side smoothing: random answers
+    with running(app) as url:
+        done = run_cli("attack", "--endpoint", url, "--protocol", "probe", "--model", "cifar10-cnn", "--defended",
+                       "--attack", "rays", "--budget", "40", "--p-adv-samples", "16", "--limit", "1",
+                       "--out", tmp_path / "out")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    (rec,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert rec["defended"] and rec["sigma"] == 0.0 and rec["n"] == 1 and rec["endpoint_sigma"] == 0.05
+    assert rec["verdict_queries_charged"] is True
+    assert rec["clean_evaluations"] > 1  # g_sigma(x_o) from several answers of the endpoint
+    assert rec["found"] and rec["p_adv_evaluations"] > 1  # eq. (4): sequential rounds, not one evaluation
+    log = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    sent = sum(e["points"] for e in log if e["status"] == 200)
+    assert sent >= rec["clean_evaluations"] + rec["queries"] + rec["p_adv_evaluations"]  # all charged to the endpoint
+
+
 def test_retries_on_5xx_and_429_never_count_twice_and_give_up_in_one_line(cifar):
     fails = {1: 503, 2: 429}  # every request: 503, then 429, then answered
     app, state = fake_v2(cifar, fail=lambda rid, attempt: fails.get(attempt))
@@ -160,28 +197,58 @@ def test_errors_are_one_line_probe_errors(cifar, tmp_path, run_main):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_key_budget_stops_the_run_in_one_line_never_past_it(cifar, tmp_path, run_cli):
+def test_key_budget_ends_the_jobs_it_cuts_keeps_their_records_and_never_goes_past_it(cifar, tmp_path, run_cli):
     app, db = probe_app(cifar, tmp_path)
-    token = KeyStore(db).add("k", 50)
-    args = ("attack", "--protocol", "probe", "--model", "cifar10-cnn", "--api-key", token, "--sigma", "0",
-            "--attack", "hsja", "--budget", "30", "--p-adv-samples", "8", "--limit", "1")  # fmt: skip
+    store = KeyStore(db)
+    exact, short = store.add("exact", 31), store.add("short", 17)
+    args = ("attack", "--model", "cifar10-cnn", "--sigma", "0", "--budget", "30", "--p-adv-samples", "8",
+            "--limit", "1")  # fmt: skip
     with running(app) as url:
-        first = run_cli(*args, "--endpoint", url, "--out", tmp_path / "a")  # 1 clean + 30 + 2 p_adv: 33 of 50
-        assert first.exit_code == 0, first.output
-        assert KeyStore(db).authenticate(token).spent == 33
-        plain = tuple("v2" if a == "probe" else a for a in args)  # v2: the client learns the budget from the 429
-        second = run_cli(*plain, "--endpoint", url, "--out", tmp_path / "b")  # 17 left: the key runs dry
-        third = run_cli(*args, "--endpoint", url, "--out", tmp_path / "c")  # probe: stops before sending
-    assert isinstance(second.exception, EndpointBudgetSpent), second.output
-    assert "budget for this key is spent" in str(second.exception)
-    kept = [json.loads(line) for line in (tmp_path / "a" / "results.jsonl").read_text().splitlines()]
-    assert len(kept) == 1 and kept[0]["queries"] == 30 and kept[0]["protocol"] == "probe"
-    assert KeyStore(db).authenticate(token).spent <= 50  # never past the budget
+        # 1 clean label + 30 queries: the attack ends on its own budget, its p_adv finds the key spent
+        first = run_cli(*args, "--protocol", "probe", "--attack", "hsja", "--api-key", exact, "--endpoint", url,
+                        "--out", tmp_path / "a")  # fmt: skip
+        # v2 (the client learns the budget from the 429): 1 clean label, then both attacks run dry together
+        second = run_cli(*args, "--protocol", "v2", "--attack", "hsja,rays", "--api-key", short, "--endpoint", url,
+                         "--out", tmp_path / "b")  # fmt: skip
+        # the probe protocol knows nothing is left: the clean label is refused before anything is sent
+        third = run_cli(*args, "--protocol", "probe", "--attack", "hsja", "--api-key", exact, "--endpoint", url)
+    assert first.exit_code == 0 and second.exit_code == 0, (first.output, second.output)
+    assert "budget ran out" in first.output and "budget ran out" in second.output
+    (a,) = [json.loads(line) for line in (tmp_path / "a" / "results.jsonl").read_text().splitlines()]
+    assert a["queries"] == 30 and a["found"] and a["stopped"] is None and a["l2"] > 0
+    assert a["p_adv"] is None and a["success"] is None and a["verdict"].startswith("endpoint budget spent")
+    assert np.load(tmp_path / "a" / a["adv_file"]).shape == (3, 32, 32)  # the best verified adversarial is kept
+    b = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["attack"] for r in b) == ["hsja", "rays"]
+    assert all(r["stopped"] == "endpoint budget spent" for r in b) and sum(r["queries"] for r in b) <= 16
+    for r in b:  # a verdict is measured only while the key pays for it
+        assert (r["p_adv"] is None) == (r["verdict"] is not None or not r["found"])
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["results"] == 2 and summary["endpoint_budget_spent"] == 2
+    assert isinstance(third.exception, EndpointBudgetSpent) and "budget for this key is spent" in str(third.exception)
+    assert store.authenticate(exact).spent == 31 and store.authenticate(short).spent <= 17  # never past a budget
     log = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert sum(e["points"] for e in log if e["status"] == 200) == 31 + store.authenticate(short).spent
     refused = [e for e in log if e["status"] == 429]
-    assert sum(e["points"] for e in log if e["status"] == 200) == KeyStore(db).authenticate(token).spent
-    assert len(refused) == 1 and refused[0]["code"] == "budget_exhausted"  # the third run sent nothing past it
-    assert isinstance(third.exception, EndpointBudgetSpent)
+    assert refused and all(e["code"] == "budget_exhausted" and e["key"] != "exact" for e in refused), refused
+
+
+def test_sweep_against_an_endpoint_gives_the_local_sweeps_records(cifar, tmp_path):
+    from probe.runs.results import RESULTS, read_jsonl
+    from probe.runs.sweep import run_sweep
+    from probe.runs.sweep_file import parse_sweep
+
+    grid = {"model": "cifar10-cnn", "limit": 2, "attacks": ["hsja", "rays"], "budget": 40, "sigma": [0],
+            "p_adv_samples": 4, "batch_size": 16}  # fmt: skip
+    run_sweep(parse_sweep(grid), tmp_path / "local")
+    app, _ = probe_app(cifar, tmp_path, keys=False)
+    with running(app) as url:
+        plan = parse_sweep({**grid, "endpoint": {"url": url, "protocol": "probe", "concurrency": 2}})
+        run_sweep(plan, tmp_path / "remote")
+    local, remote = read_jsonl(tmp_path / "local" / RESULTS), read_jsonl(tmp_path / "remote" / RESULTS)
+    same_records(local, remote)
+    assert {r["protocol"] for r in remote} == {"probe"} and all(r["endpoint"].startswith(url) for r in remote)
+    assert not any("endpoint" in r for r in local)
 
 
 def _serve_process(db, port: int, log) -> subprocess.Popen:

@@ -107,6 +107,16 @@ def test_grid_expansion_dedupes_sigma_zero_and_merges_extra_tables():
     assert len({c.id for c in plan.configs}) == 5
 
 
+def test_sweep_defaults_batch_size_auto_and_full_votes_make_their_own_configurations():
+    base = {"models": ["cifar10-cnn"], "attacks": ["rays"], "sigma": [0.05], "n": [5]}
+    plan, full = parse_sweep(base), parse_sweep({**base, "full_votes": True, "batch_size": 32})
+    assert plan.batch_size == "auto" and full.batch_size == 32 and plan.endpoint.url is None
+    assert [c.full_votes for c in plan.configs + full.configs] == [False, True]
+    assert plan.configs[0].id != full.configs[0].id and "full_votes" not in plan.configs[0].identity()
+    served = parse_sweep({**base, "endpoint": {"url": "http://127.0.0.1:8000", "protocol": "probe"}})
+    assert served.endpoint.protocol == "probe" and served.configs[0].id == plan.configs[0].id
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
@@ -118,6 +128,9 @@ def test_grid_expansion_dedupes_sigma_zero_and_merges_extra_tables():
         ({"budget": "many"}, "'budget' must be"),
         ({"extra": [{"seed": 3}]}, "unknown key"),
         ({"certify": {"n": 0}}, "certify.n"),
+        ({"batch_size": "fast"}, "'batch_size' must be >= 1 or \"auto\""),
+        ({"endpoint": {"url": "http://h", "key": "x"}}, "unknown endpoint key"),
+        ({"endpoint": {"url": "http://h", "defended": True}, "sigma": [0, 0.05]}, "defended endpoint smooths itself"),
     ],
 )
 def test_bad_sweep_files_are_probe_errors(data, message):

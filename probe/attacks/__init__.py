@@ -1,4 +1,4 @@
-"""Framework-free decision-based attacks: HSJA, SurFree, RayS.
+"""Framework-free decision-based attacks: HSJA, SurFree, RayS, CGBA, PSJ.
 
 Each attack is a state machine (a generator, see :mod:`probe.attacks.base`) that
 sees only the oracle's booleans. They import nothing but NumPy, SciPy and the
@@ -29,13 +29,15 @@ from probe.attacks.base import (
     distance,
     run_attack,
 )
+from probe.attacks.cgba import CGBA
 from probe.attacks.hsja import HSJA
+from probe.attacks.psj import PSJ
 from probe.attacks.rays import RayS
 from probe.attacks.surfree import SurFree
 from probe.errors import BudgetExceeded, ProbeError
 from probe.validate import check_choice
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (HSJA, SurFree, RayS)}
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (HSJA, SurFree, RayS, CGBA, PSJ)}
 
 #: the norms each attack supports, read from the classes (``norms``); the first is its native one
 SUPPORTED_NORMS: dict[str, tuple[str, ...]] = {key: cls.norms for key, cls in ATTACKS.items()}
@@ -87,9 +89,11 @@ __all__ = [
     "Attack",
     "AttackOutcome",
     "BudgetExceeded",
+    "CGBA",
     "Confirmed",
     "attack_class",
     "HSJA",
+    "PSJ",
     "RayS",
     "SurFree",
     "Tracker",

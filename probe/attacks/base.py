@@ -141,7 +141,7 @@ class Tracker:
             self.first = points[hits[0]].copy()
         for i in hits:
             d = distance(points[i], self.x0, self.norm)
-            if d < self.best_distance:
+            if 0.0 < d < self.best_distance:  # x0 itself (a random oracle may say yes to it) is no adversarial
                 self.best_distance = d
                 self.best = points[i].copy()
 

@@ -15,7 +15,13 @@ User options (``--attack-option hsja.memory=0``) are applied on top of the prese
   ``rho`` 0.98, ``T`` 3, 100 orthogonalised directions of random {-1, 0, +1} DCT
   coefficients in the frequency range [0, 0.5], constant weighting, no interpolation.
   RayS (Chen, Gu 2020): the paper's hierarchical sign search (the class defaults).
-  No confirmation phase.
+  CGBA (Reza, Rahmati, Wu, Dai 2023, the authors' code): N0 = 30 probes times sqrt(t),
+  the DCT subspace of dimension reduction factor 4 (``subspace`` 0.25, at least 16 a
+  side here), fresh plain-mean normal estimates, the angle bisection from alpha = 0, the
+  stop at 1e-4 or 100 queries (relative to the distance here: the paper's is absolute, in
+  normalized pixels) and probes of 1e-3 of the distance (the paper's sigma = 2e-4 per
+  normalized coefficient, about 1e-3 of a typical ImageNet distance). PSJ: the class
+  defaults (no published preset is reproduced). No confirmation phase.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 from probe.errors import ProbeError
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "probe": {"hsja": {}, "surfree": {}, "rays": {}},
+    "probe": {"hsja": {}, "surfree": {}, "rays": {}, "cgba": {}, "psj": {}},
     "paper": {
         "hsja": {
             "memory": 0.0,
@@ -54,6 +60,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "interpolation": False,
         },
         "rays": {},
+        "cgba": {
+            "init_num_evals": 30,
+            "subspace": 0.25,
+            "subspace_growth": 0.0,
+            "memory": 0.0,
+            "baseline": False,
+            "bracket": False,
+            "tol": 1e-4,
+            "max_steps": 100,
+            "delta": 0.001,
+        },
+        "psj": {},
     },
 }
 

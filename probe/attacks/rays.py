@@ -27,8 +27,9 @@ from typing import Callable, Generator
 import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker
-from probe.attacks.search import corner_start, check_start, gallop_down
-from probe.validate import check_int, check_real
+from probe.attacks.noisy_search import BISECTIONS, bisections
+from probe.attacks.search import corner_start, check_start
+from probe.validate import check_choice, check_int, check_real
 
 
 class RayS(Attack):
@@ -48,6 +49,8 @@ class RayS(Attack):
             k = 1..line_steps. (Default: 10)
         max_init_tries (int): >= 0, random sign vectors tried when neither all +1 nor
             all -1 gives an adversarial ray. (Default: 20)
+        bisection (str): "plain" (the deterministic bisection) or "bayes" (the noise-aware
+            info-max search of :mod:`probe.attacks.noisy_search`). (Default: 'plain')
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (any shape works).
@@ -69,25 +72,33 @@ class RayS(Attack):
         >>> bool(optimum <= outcome.distance <= 1.05 * optimum)
         True
         >>> RayS(rtol=0.01)
-        RayS(norm='linf', rtol=0.01, line_steps=10, max_init_tries=20)
+        RayS(norm='linf', rtol=0.01, line_steps=10, max_init_tries=20, bisection='plain')
     """
 
     name = "rays"
     norms = ("linf",)
 
     def __init__(
-        self, *, norm: str = "linf", rtol: float = 1e-3, line_steps: int = 10, max_init_tries: int = 20
+        self,
+        *,
+        norm: str = "linf",
+        rtol: float = 1e-3,
+        line_steps: int = 10,
+        max_init_tries: int = 20,
+        bisection: str = "plain",
     ) -> None:
         self.norm = self._check_norm(norm)
         self.rtol = check_real("rtol", rtol, 0.0, 1.0, low_closed=False, high_closed=False)
         self.line_steps = check_int("line_steps", line_steps, 1)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 0)
+        self.bisection = check_choice("bisection", bisection, BISECTIONS)
 
     def _search(
         self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
     ) -> Generator[Points, Answers, None]:
         shape = x0.shape
         d = int(x0.size)
+        _, gallop_down = bisections(self.bisection)
         flat0 = x0.ravel()
         # the largest useful radius: beyond it every coordinate is clipped
         r_max = float(max(flat0.max(), 1.0 - flat0.min(), 1e-6))

@@ -58,7 +58,8 @@ import numpy as np
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import BandBasis, PastDirections, band_bases
 from probe.attacks.directions import zigzag_mask as zigzag_mask  # re-exported
-from probe.attacks.search import bisect, blend, check_start, corner_start, gallop_down, noise_init
+from probe.attacks.noisy_search import BISECTIONS, bisections
+from probe.attacks.search import blend, check_start, corner_start, gallop_down, noise_init
 from probe.validate import check_choice, check_int, check_real
 
 BANDS = ("low", "full", "adaptive")
@@ -107,6 +108,8 @@ class SurFree(Attack):
             (Default: 100)
         init_tol (float): in (0, 1], relative precision of the first boundary search.
             (Default: 0.0001)
+        bisection (str): "plain" (the deterministic bisections) or "bayes" (the noise-aware
+            info-max search of :mod:`probe.attacks.noisy_search`). (Default: 'plain')
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (other shapes are searched as (1, 1, d)).
@@ -152,6 +155,7 @@ class SurFree(Attack):
         init_scale: float = 0.5,
         max_init_tries: int = 100,
         init_tol: float = 1e-4,
+        bisection: str = "plain",
     ) -> None:
         self.norm = self._check_norm(norm)
         self.theta_max = check_real("theta_max", theta_max, 0.0, 90.0, low_closed=False, high_closed=False)
@@ -168,6 +172,7 @@ class SurFree(Attack):
         self.init_scale = check_real("init_scale", init_scale, 0.0, None, low_closed=False)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 1)
         self.init_tol = check_real("init_tol", init_tol, 0.0, 1.0, low_closed=False)
+        self.bisection = check_choice("bisection", bisection, BISECTIONS)
 
     # -- directions ---------------------------------------------------------------
 
@@ -182,6 +187,7 @@ class SurFree(Attack):
     ) -> Generator[Points, Answers, None]:
         shape = x0.shape
         d = int(x0.size)
+        bisect = bisections(self.bisection)[0]
 
         x_adv = yield from check_start(tracker, x0, x_init)
         if x_adv is None:

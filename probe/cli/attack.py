@@ -74,6 +74,9 @@ def attack(
     certify_n: Annotated[
         int, typer.Option("--certify-n", help="CERTIFY samples per original under smoothing (0: no radius).")
     ] = 1000,
+    full_votes: Annotated[
+        bool, typer.Option("--full-votes", help="Draw all n votes of every query (no early stop once decided).")
+    ] = False,
     seed: SeedOpt = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for results.jsonl and summary.json.")] = None,
     save_images: Annotated[
@@ -118,16 +121,16 @@ def attack(
         f"--targeted must be a class in [0, {runtime.num_classes})",
     )
     data = image_options.open(runtime, model_options.model)
-    classifier = SmoothedClassifier(runtime, sigma, n)
+    classifier = SmoothedClassifier(runtime, sigma, n, early_stop=not full_votes)
     config = AttackConfig(
         attacks=names, norm=norm, pa=pa, budget=budget, seed=seed, targeted=targeted, criterion=criterion,
         preset=settings.preset, options=settings.options, p_adv_samples=p_adv_samples, certify_n=certify_n,
     )  # fmt: skip
     for name in names:  # unknown options and bad values fail here, before any model run
-        config.attack(name, sigma)
+        config.attack(name, classifier.random)
 
     settings_doc = {"model": runtime.info.path, "images": list(data.ids), "sigma": sigma, "n": classifier.n,
-                    "config": asdict(config)}  # fmt: skip
+                    "early_stop": classifier.early_stop, "config": asdict(config)}  # fmt: skip
     if out_dir is None:
         _run(classifier, data, config, out_dir=None, save_images=False, kept=[], as_json=as_json, summary_extra={})
         return
@@ -217,6 +220,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "providers": list(runtime.info.providers),
         "sigma": classifier.sigma,
         "n": classifier.n,
+        "early_stop": classifier.early_stop,
         "pa": config.pa,
         "budget": config.budget,
         "seed": config.seed,
@@ -232,6 +236,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "defended_accuracy": accuracy,
         "attacks": summarize(records),
         "skipped_reasons": _reasons(records),
+        "endpoint_budget_spent": sum(1 for r in records if r.get("stopped") or r.get("verdict")),
         "dimension": int(np.prod(runtime.input_shape)),
         **summary_extra,
     }
@@ -241,6 +246,11 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         emit_json(summary)
     else:
         _print_summary(summary)
+    if summary["endpoint_budget_spent"]:
+        err.print(
+            f"[yellow]note:[/] the endpoint's key budget ran out: {summary['endpoint_budget_spent']} record(s) cut "
+            "short or without a verdict (their 'stopped'/'verdict' fields say so)", highlight=False,
+        )
     if interrupted:
         where = f" in {out_dir}" if out_dir else ""
         err.print(f"[yellow]interrupted:[/] kept {len(records)} finished results{escape(where)}")

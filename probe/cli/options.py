@@ -186,7 +186,7 @@ def _remote(flag: str, kind: Any, default: Any, text: str, **extra: Any) -> tupl
 
 _MODEL_PARAMS.update({
     "endpoint": _remote("--endpoint", Optional[str], None, "Query a served model at this URL instead of a file "
-                        "(--model is its name there); needs pip install \"probe[serve]\"."),
+                        "(--model is its name there); needs pip install \"probe\\[serve]\"."),
     "protocol": _remote("--protocol", str, "v2", "v2 (Open Inference Protocol: Triton, KServe, MLServer) or probe "
                         "(probe serve)."),
     "concurrency": _remote("--concurrency", int, 4, "Requests in flight at once (each up to --batch-size points)."),

@@ -37,6 +37,9 @@ def sweep(
     ray_cpus: Annotated[
         int, typer.Option("--ray-cpus", help="CPU cores per Ray worker on a cluster without GPUs (one per GPU else).")
     ] = 1,
+    full_votes: Annotated[
+        bool, typer.Option("--full-votes", help="Draw all n votes of every query (as full_votes = true in the file).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run (or resume) a grid of configurations x attacks x images; finished jobs are skipped."""
@@ -51,6 +54,10 @@ def sweep(
 
         import_ray()  # before any work: without the extra, one error line
     plan = load_sweep(config)
+    if full_votes:  # other noise streams than early-stopped votes: other configurations (their own ids)
+        from dataclasses import replace
+
+        plan = replace(plan, configs=[replace(c, full_votes=True) for c in plan.configs])
     err.print(f"sweep {escape(plan.name)}: {len(plan.configs)} configurations -> {escape(out_dir / RESULTS)}")
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -101,6 +108,10 @@ def sweep(
     records, configs, _, _ = load_results_dir(out_dir)
     rows = summarize_sweep(records, configs)
     err.print(f"{outcome.written} new results, {outcome.skipped_jobs} jobs already done, {outcome.seconds:.1f} s")
+    spent = sum(1 for r in records if r.get("stopped") or r.get("verdict"))
+    if spent:
+        err.print(f"[yellow]note:[/] the endpoint's key budget ran out: {spent} record(s) cut short or without a "
+                  "verdict (their 'stopped'/'verdict' fields say so)", highlight=False)  # fmt: skip
     if as_json:
         emit_json({"out": str(out_dir), "written": outcome.written, "skipped": outcome.skipped_jobs, "rows": rows})
         return

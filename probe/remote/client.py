@@ -33,17 +33,13 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from probe.errors import BudgetExceeded, ProbeError
+from probe.errors import EndpointBudgetSpent, ProbeError
 from probe.remote import need
 from probe.remote import protocol as v2
 from probe.spec import InputSpec
 from probe.validate import check_choice, check_int, check_real
 
 PROTOCOLS = ("v2", "probe")
-
-
-class EndpointBudgetSpent(BudgetExceeded):
-    """The endpoint's query budget for this key is spent (HTTP 429 ``budget_exhausted``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,16 +217,22 @@ class RemoteRuntime:
         return v2.as_sent(x, self.input.datatype)
 
     @property
+    def defended(self) -> bool:
+        """The endpoint smooths itself (``--defended``, or ``probe serve`` says so): its answers are random."""
+        return self.endpoint.defended or bool(self.meta.parameters.get("probe_defended", False))
+
+    @property
     def record_fields(self) -> dict[str, Any]:
-        """What every result record says about the endpoint."""
+        """What every result record says about the endpoint (the verdict's evaluations are its queries too)."""
         params = self.meta.parameters
         return {
             "endpoint": self.info.path,
             "protocol": self.endpoint.protocol,
-            "defended": self.endpoint.defended or bool(params.get("probe_defended", False)),
+            "defended": self.defended,
             "endpoint_sigma": params.get("probe_sigma"),
             "endpoint_n": params.get("probe_n"),
             "endpoint_datatype": self.input.datatype,
+            "verdict_queries_charged": True,  # clean label and p_adv evaluations were queries to the endpoint
         }
 
     def describe(self) -> dict:
@@ -246,7 +248,7 @@ class RemoteRuntime:
             "points_per_request": self.points_per_request,
             "concurrency": self.endpoint.concurrency,
             "batch_size": self.batch_size,
-            "defended": self.record_fields["defended"],
+            "defended": self.defended,
             "parameters": self.meta.parameters,
             "providers": list(self.info.providers),
         }

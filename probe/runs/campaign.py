@@ -8,6 +8,12 @@ and random streams. The attacker's answers follow ``criterion`` (``label`` or th
 paper's ``paper`` simulation). The verdict is eq. (4) once: ``p_adv`` from fresh
 plurality votes, ``success`` = found and ``p_adv >= pa``.
 
+Against a remote model every evaluation of the verdict is a query to the endpoint
+(charged to the key; a defended endpoint's answer is one evaluation of its own
+g_{sigma,n}). When the key's budget runs out, a job ends as if its own budget were
+spent (``stopped``), and a verdict that can no longer be paid for is not invented:
+``p_adv`` and ``success`` are null and ``verdict`` says why.
+
 Every random stream is keyed by the image's content (a hash of its canonical array)
 and by the attack's name and parameters, never by a position in a list: a record is the
 same whatever else runs and in whatever order.
@@ -27,11 +33,13 @@ from probe.attacks.base import Attack, distance
 from probe.attacks.presets import AttackSettings, build_attack
 from probe.data import ImageSet
 from probe.engine import Engine, Job
+from probe.errors import EndpointBudgetSpent
 from probe.oracle import CleanLabel, Criterion, Oracle, clean_label, estimate_p_adv
 from probe.runs import streams
 from probe.runs.verdict import Certificate, certify_original, eq6_bound
 from probe.smoothing import SmoothedClassifier
 
+SPENT = "endpoint budget spent"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,11 +76,12 @@ class AttackConfig:
         """Answers per confirmation check: about ten checks fit the kept-back share."""
         return int(np.clip(int(self.settings.confirm_share * self.budget) // 10, 6, 16))
 
-    def attack(self, name: str, sigma: float) -> Attack:
-        """The attack ``name`` as this configuration builds it (confirmed under smoothing)."""
+    def attack(self, name: str, randomized: bool) -> Attack:
+        """The attack ``name`` as this configuration builds it (confirmed against a randomized
+        oracle: smoothing, or a defended endpoint)."""
         attack = build_attack(name, norm=resolve_norm(name, self.norm), settings=self.settings)
         share = self.settings.confirm_share
-        if sigma > 0 and share > 0:  # a randomized oracle: keep part of the budget to confirm the final point
+        if randomized and share > 0:  # a randomized oracle: keep part of the budget to confirm the final point
             attack = Confirmed(attack, votes=self.confirm_votes(), level=self.pa, share=share)
         return attack
 
@@ -99,7 +108,7 @@ def build_jobs(
     classifier: SmoothedClassifier, images: ImageSet, clean: list[CleanLabel], config: AttackConfig
 ) -> tuple[list[Job], list[dict]]:
     """Engine jobs for every (image, attack) to run, and records for the skipped ones."""
-    attacks = {name: config.attack(name, classifier.sigma) for name in config.attacks}
+    attacks = {name: config.attack(name, classifier.random) for name in config.attacks}
     jobs, skipped = [], []
     for i in range(len(images)):
         label = int(images.labels[i]) if images.labels[i] >= 0 else None
@@ -162,12 +171,17 @@ def _record(
     outcome = job.outcome if job is not None else None
     found = outcome is not None and outcome.found
     x0 = images.x[i]
-    if found and hasattr(classifier.runtime, "as_sent"):  # a remote UINT8 input: measured on what was sent
-        outcome = dataclasses.replace(outcome, x_adv=classifier.runtime.as_sent(outcome.x_adv))
-    p = q = None
+    if found and hasattr(classifier.runtime, "as_sent"):  # a remote UINT8 input: measured (and saved) as sent
+        job.outcome = outcome = dataclasses.replace(outcome, x_adv=classifier.runtime.as_sent(outcome.x_adv))
+    p = q = verdict = None
     if found:
-        p = _p_adv(classifier, config, meta, outcome.x_adv, streams.PADV)
-        q = _p_adv(classifier, config, meta, np.round(outcome.x_adv * 255.0) / np.float32(255.0), streams.PADV8)
+        try:
+            p = _p_adv(classifier, config, meta, outcome.x_adv, streams.PADV)
+            q = _p_adv(classifier, config, meta, np.round(outcome.x_adv * 255.0) / np.float32(255.0), streams.PADV8)
+        except EndpointBudgetSpent:  # the spent key cannot pay for the fresh evaluations
+            p = q = None
+            verdict = f"{SPENT}: p_adv not measured"
+    success = None if verdict else bool(found and p.p >= config.pa)
     l2 = distance(outcome.x_adv, x0, "l2") if found else None
     bound = eq6_bound(certificate, sigma=classifier.sigma, n=classifier.n, pa=config.pa)
     return {
@@ -191,7 +205,10 @@ def _record(
         "queries": job.oracle.queries if job else 0,
         "inferences": job.oracle.inferences if job else 0,
         "found": found,
-        "success": bool(found and p.p >= config.pa),
+        "success": success,
+        "verdict": verdict,
+        "stopped": job.stopped if job else None,
+        "early_stop": classifier.early_stop,
         "p_adv": None if p is None else p.p,
         "p_adv_interval": None if p is None else [round(p.low, 4), round(p.high, 4)],
         "p_adv_evaluations": None if p is None else p.evaluations,
@@ -202,7 +219,7 @@ def _record(
         "certified_radius": None if certificate is None else certificate.radius,
         "certify": None if certificate is None else certificate.settings,
         "bound_eq6": bound,
-        "below_bound_eq6": bool(found and p.p >= config.pa and bound is not None and l2 < bound),
+        "below_bound_eq6": bool(success and bound is not None and l2 < bound),
         "seconds": round(time.perf_counter() - meta["started"], 3) if "started" in meta else 0.0,
         "skipped": skipped,
         **getattr(classifier.runtime, "record_fields", {}),  # a remote model: endpoint, protocol, defended
@@ -251,10 +268,13 @@ def attack_images(
     def done(job: Job) -> None:
         i = job.meta["index"]
         if classifier.sigma > 0 and config.certify_n > 0 and images.ids[i] not in certificates:
-            certificates[images.ids[i]] = certify_original(
-                classifier, images.x[i], rng=streams.stream(config.seed, job.meta["image_key"], kind=streams.CERTIFY),
-                n0=config.certify_n0, n=config.certify_n, alpha=config.certify_alpha,
-            )  # fmt: skip
+            rng = streams.stream(config.seed, job.meta["image_key"], kind=streams.CERTIFY)
+            try:
+                certificates[images.ids[i]] = certify_original(
+                    classifier, images.x[i], rng=rng, n0=config.certify_n0, n=config.certify_n, alpha=config.certify_alpha
+                )
+            except EndpointBudgetSpent:  # no radius: the record is still written
+                pass
         rec = finish_job(job, classifier, images, config, certificate=certificates.get(images.ids[i]))
         records.append(rec)
         if on_record:

@@ -79,17 +79,16 @@ class Unit:
 class SweepWorker:
     """The Ray actor: one ONNX Runtime session per model (opened once), running units.
 
-    batch_size, device : the sweep's; threads : ONNX Runtime intra-op threads (0: its default).
+    sweep : the sweep (its batch size, device, endpoint); threads : ONNX Runtime intra-op threads (0: its default).
     """
 
-    def __init__(self, *, batch_size: int, device: str, threads: int) -> None:
-        self.batch_size, self.device, self.threads = batch_size, device, threads
+    def __init__(self, *, sweep: Sweep, threads: int) -> None:
+        self.sweep, self.threads = sweep, threads
         self._runtimes: dict[str, Any] = {}
 
     def _runtime(self, model: str):
         if model not in self._runtimes:
-            sweep = Sweep(configs=[], batch_size=self.batch_size, device=self.device)
-            self._runtimes[model] = open_runtime(model, sweep, threads=self.threads)
+            self._runtimes[model] = open_runtime(model, self.sweep, threads=self.threads)
         return self._runtimes[model]
 
     def run(self, images: ImageSet, unit: Unit) -> Iterator[tuple]:
@@ -110,7 +109,7 @@ class SweepWorker:
             yield _CERTIFIED, certify_images(classifier, subset, n0=n0, n=n, alpha=alpha, seed=seed)
             return
         cfg = unit.cfg
-        classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n)
+        classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n, early_stop=not cfg.full_votes)
         clean = clean_labels(classifier, subset, seed=cfg.seed, evaluations=cfg.p_adv_samples)
         yield _CLEAN, unit.indices, clean, runtime.labels(subset.x), list(runtime.info.providers)
         if unit.attacked == 0:
@@ -221,7 +220,7 @@ class RaySweep:
 
     def _new_worker(self):
         return self._actor.options(**self._options, max_restarts=0, max_task_retries=0).remote(
-            batch_size=self.sweep.batch_size, device=self.sweep.device, threads=self._threads
+            sweep=replace(self.sweep, configs=[], source={}), threads=self._threads
         )
 
     def _run(self, ray) -> SweepOutcome:
@@ -261,7 +260,8 @@ class RaySweep:
         units: deque = deque()
         position = 0
         for model in self.sweep.models:
-            images = load_sweep_images(self.sweep, open_runtime(model, self.sweep, device="cpu", threads=1), model)
+            runtime = open_runtime(model, self.sweep, device="cpu", threads=1, batch_size=1)  # the spec only
+            images = load_sweep_images(self.sweep, runtime, model)
             for path, why in images.skipped if self.hooks.message else []:
                 self.hooks.message(f"skipped unreadable image {path}: {why}")
             self._images[model] = (ray.put(images), images)

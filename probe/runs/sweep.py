@@ -219,11 +219,22 @@ def write_status(out_dir: Path, status: dict) -> None:
     write_json(out_dir / SWEEP, status)
 
 
-def open_runtime(model: str, sweep: Sweep, *, device: str | None = None, threads: int = 0):
+def open_runtime(model: str, sweep: Sweep, *, device: str | None = None, threads: int = 0, batch_size=None):
+    """The model's runtime: a local ONNX Runtime session, or (``sweep.endpoint``'s URL, or a model
+    that is a URL) a :class:`~probe.remote.client.RemoteRuntime` (``batch_size`` points a request)."""
     from probe.runtime import Runtime
     from probe.zoo import resolve_model
 
-    return Runtime(resolve_model(model), batch_size=sweep.batch_size, device=device or sweep.device, threads=threads)
+    batch, remote = batch_size or sweep.batch_size, sweep.endpoint
+    if remote.url is not None or model.startswith(("http://", "https://")):
+        from probe.remote.client import Endpoint, RemoteRuntime
+
+        return RemoteRuntime(Endpoint(
+            url=remote.url or model, model=model if remote.url else None, protocol=remote.protocol,
+            points_per_request=64 if batch == "auto" else batch, concurrency=remote.concurrency,
+            timeout=remote.timeout, defended=remote.defended, api_key=remote.api_key,
+        ))  # fmt: skip
+    return Runtime(resolve_model(model), batch_size=batch, device=device or sweep.device, threads=threads)
 
 
 def attack_config(cfg: SweepConfig):
@@ -308,7 +319,7 @@ def _run_config(
     from probe.runs.campaign import attack_images, clean_labels
     from probe.smoothing import SmoothedClassifier
 
-    classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n)
+    classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n, early_stop=not cfg.full_votes)
     acfg = attack_config(cfg)
     # as probe.runs.campaign.attack_images: the label to move away from (g_sigma) and, per image, the
     # fraction of fresh plurality votes of g_{sigma,n} that give the true label

@@ -17,6 +17,11 @@ A sweep is described by a TOML file (parsed with the standard ``tomllib``)::
     certify = { n0 = 100, n = 1000, alpha = 0.001 }   # optional: CERTIFY radii per (model, sigma)
     criterion = "label"                  # the attacker's answer: "label" or "paper" (ceil(n P_a) votes)
     preset = "probe"                     # the attacks' settings: "probe" or "paper" (as published)
+    batch_size = "auto"                  # images per model call: a number, or auto (measured, cached)
+    full_votes = false                   # true: all n votes of every query (no early stop once decided)
+    endpoint = "http://127.0.0.1:8000"   # optional: the models are served there (their names on it);
+                                         # or a table {url, protocol, concurrency, timeout, defended}
+                                         # (the key: PROBE_API_KEY); a model may also be a URL itself
 
     [attack.hsja]                        # optional: any attack parameter (probe attack --list-options)
     memory = 0
@@ -65,7 +70,9 @@ _TOP_KEYS = {
     "seed": int,
     "norm": str,
     "p_adv_samples": int,
-    "batch_size": int,
+    "batch_size": (int, str),
+    "full_votes": bool,
+    "endpoint": (str, dict),
     "device": str,
     "save_images": bool,
     "certify": (bool, dict),
@@ -76,6 +83,7 @@ _TOP_KEYS = {
 }
 _EXTRA_KEYS = {"models", "model", "sigma", "n", "pa", "budget", "attacks", "criterion", "preset", "attack"}
 _CERTIFY_KEYS = {"n0": int, "n": int, "alpha": float}
+_ENDPOINT_KEYS = {"url": str, "protocol": str, "concurrency": int, "timeout": (int, float), "defended": bool}
 
 
 # --------------------------------------------------------------------------- configuration
@@ -97,10 +105,11 @@ class SweepConfig:
     criterion: str = "label"
     preset: str = "probe"
     options: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    full_votes: bool = False  # all n votes of every query (other noise streams, so another configuration)
 
     def identity(self) -> dict[str, Any]:
         """The parameters that tell configurations apart (attacks are per job, not per configuration)."""
-        return {
+        return {**({"full_votes": True} if self.full_votes else {}),
             "model": self.model,
             "sigma": self.sigma,
             "n": self.n,
@@ -124,6 +133,20 @@ class SweepConfig:
         return f"{Path(self.model).stem if self.model.endswith('.onnx') else self.model} {smooth} budget={self.budget}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class EndpointSettings:
+    """Where the sweep's models are served (``url`` None: each model that is a URL is its own
+    endpoint); the API key comes from ``PROBE_API_KEY`` where the sweep is read (Ray workers get
+    it with the sweep; it is never written to a results folder). A defended endpoint smooths itself."""
+
+    url: str | None = None
+    protocol: str = "v2"
+    concurrency: int = 4
+    timeout: float = 30.0
+    defended: bool = False
+    api_key: str | None = field(default=None, repr=False)
+
+
 @dataclass(frozen=True)
 class CertifySettings:
     n0: int = 100
@@ -141,10 +164,11 @@ class Sweep:
     labels: str | None = None
     limit: int | None = None
     attack_limit: int | None = None
-    batch_size: int = 64
+    batch_size: int | str = "auto"
     device: str = "auto"
     save_images: bool = False
     certify: CertifySettings | None = None
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
     source: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -253,6 +277,7 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
                     criterion=criterion,
                     preset=preset,
                     options=options,
+                    full_votes=data.get("full_votes", False),
                 )
             )
         return configs
@@ -309,9 +334,12 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
     attack_limit = data.get("attack_limit")
     if attack_limit is not None and attack_limit < 1:
         raise ProbeError(f"{where}: 'attack_limit' must be >= 1, got {attack_limit}")
-    batch_size = data.get("batch_size", 64)
-    if batch_size < 1:
-        raise ProbeError(f"{where}: 'batch_size' must be >= 1, got {batch_size}")
+    batch_size = data.get("batch_size", "auto")
+    if batch_size != "auto" and (isinstance(batch_size, str) or batch_size < 1):
+        raise ProbeError(f"{where}: 'batch_size' must be >= 1 or \"auto\", got {batch_size!r}")
+    endpoint = _endpoint(where, data.get("endpoint"))
+    if endpoint.defended and any(c.sigma > 0 for c in merged_configs.values()):
+        raise ProbeError(f"{where}: a defended endpoint smooths itself: give sigma = 0 (no client-side noise)")
     return Sweep(
         configs=list(merged_configs.values()),
         name=data.get("name", "sweep"),
@@ -323,8 +351,20 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
         device=data.get("device", "auto"),
         save_images=data.get("save_images", False),
         certify=settings,
+        endpoint=endpoint,
         source=data,
     )
+
+
+def _endpoint(where: str, value: str | dict | None) -> EndpointSettings:
+    """``endpoint = URL`` or ``endpoint = {url, protocol, concurrency, timeout, defended}``."""
+    table = {"url": value} if isinstance(value, str) else dict(value or {})
+    unknown = sorted(set(table) - set(_ENDPOINT_KEYS))
+    if unknown:
+        raise ProbeError(f"{where}: unknown endpoint key(s) {', '.join(unknown)}; allowed: {', '.join(_ENDPOINT_KEYS)}")
+    for key, item in table.items():
+        _check_type(where, f"endpoint.{key}", item, _ENDPOINT_KEYS[key])
+    return EndpointSettings(**table, api_key=os.environ.get("PROBE_API_KEY"))
 
 
 def load_sweep(path: Path) -> Sweep:

@@ -47,6 +47,10 @@ class SmoothedClassifier:
         inferences). Only with noise and n > 1. Vote counts (:meth:`votes`: CERTIFY, the
         clean label) are always full.
 
+    ``random``: whether g's answers are random (sigma > 0, or a runtime that says it is
+    ``defended``: an endpoint that smooths itself, each of whose answers is one evaluation
+    of its own g_{sigma,n}); the verdict's sequential tests take one evaluation when not.
+
     runtime is a :class:`probe.runtime.Runtime` or any object with its ``labels(x)``,
     ``input_shape``, ``num_classes`` and ``batch_size``.
 
@@ -74,6 +78,7 @@ class SmoothedClassifier:
         self.in_graph = bool(in_graph) and self.sigma > 0
         self._graph = None
         self.early_stop = bool(early_stop) and self.sigma > 0 and self.n > 1
+        self.random = self.sigma > 0 or bool(getattr(runtime, "defended", False))
 
     @property
     def num_classes(self) -> int:
