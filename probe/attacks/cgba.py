@@ -38,7 +38,7 @@ from typing import Generator
 
 import numpy as np
 
-from probe.attacks.base import Answers, Attack, Points, Tracker, distance
+from probe.attacks.base import Answers, Attack, Points, Tracker
 from probe.attacks.directions import unit_probes
 from probe.attacks.search import bisect, blend, check_start, corner_start, noise_init
 from probe.validate import check_choice, check_int, check_real
@@ -228,7 +228,7 @@ class CGBA(Attack):
         if hi is None:
             return x_lo
         # bisection of the angle; parameter a = hi - alpha, a = 0 believed non-adversarial
-        a, x_adv = yield from bisect(
+        _, x_adv = yield from bisect(
             tracker, lambda a: arc(hi - a), 0.0, hi - lo, tol=self.tol, x_hi=x_lo, max_steps=self.max_steps
         )
         return x_adv

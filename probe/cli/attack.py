@@ -40,7 +40,12 @@ from probe.validate import check_int, check_n, check_pa, check_sigma
 def attack(
     model_options: ModelOptions,
     image_options: ImageOptions,
-    attack_name: Annotated[str, typer.Option("--attack", "-a", help="hsja, surfree, rays or all.")] = "all",
+    attack_name: Annotated[
+        str,
+        typer.Option(
+            "--attack", "-a", help="Comma list of hsja, surfree, rays, cgba, psj, or all (default: the paper's three)."
+        ),
+    ] = "hsja,surfree,rays",
     norm: Annotated[str, typer.Option("--norm", help="l2 or linf (HSJA; SurFree is L2, RayS Linf).")] = "l2",
     sigma: SigmaOpt = 0.05,
     n: NOpt = 10,
