@@ -1,4 +1,4 @@
-"""Framework-free decision-based attacks: HSJA, SurFree, RayS, CGBA, PSJ.
+"""Framework-free decision-based attacks: HSJA, SurFree, RayS, CGBA and PSJ (PopSkipJump-style HSJA).
 
 Each attack is a state machine (a generator, see :mod:`probe.attacks.base`) that
 sees only the oracle's booleans. They import nothing but NumPy, SciPy and the

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from probe.cli.options import _MODEL_PARAMS, ModelOptions, NOpt, SeedOpt, SigmaOpt, option_group, require
+from probe.cli.options import _MODEL_PARAMS, ModelOptions, NOpt, SigmaOpt, option_group, require
 from probe.cli.output import emit_json, err, escape, out
 from probe.validate import check_int, check_n, check_real, check_sigma
 
