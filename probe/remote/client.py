@@ -36,6 +36,7 @@ import numpy as np
 from probe.errors import EndpointBudgetSpent, ProbeError
 from probe.remote import need
 from probe.remote import protocol as v2
+from probe.runtime import LabelModel
 from probe.spec import InputSpec
 from probe.validate import check_choice, check_int, check_real
 
@@ -108,7 +109,7 @@ def split_url(url: str, model: str | None) -> tuple[str, str | None]:
     return base, model
 
 
-class RemoteRuntime:
+class RemoteRuntime(LabelModel):
     """A served classifier returning top-1 labels for canonical images, over HTTP."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -162,28 +163,6 @@ class RemoteRuntime:
 
     # ------------------------------------------------------------------ the Runtime interface
     on_cuda = False
-
-    @property
-    def spec(self) -> InputSpec:
-        return self.info.spec
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        h, w = self.info.spec.size  # type: ignore[misc]
-        return (3, h, w)
-
-    @property
-    def num_classes(self) -> int:
-        return self.info.num_classes
-
-    def class_name(self, label: int) -> str:
-        names = self.info.spec.class_names
-        return names[label] if names and 0 <= label < len(names) else str(label)
-
-    def reset_counters(self) -> None:
-        self.calls = 0
-        self.rows = 0
-        self.session_seconds = 0.0
 
     def wrapped_model(self):
         raise ProbeError("a remote model has no ONNX graph here (in-graph smoothing needs a local file)")
