@@ -26,6 +26,18 @@ def test_deterministic_linear_optimum_small():
     assert max(ratios) <= 1.2, ratios  # measured 1.08 (HSJA 1.04)
 
 
+def test_deterministic_linear_optimum_at_32():
+    """The probes reach across the search's resolution: probes shorter than how far x_b may
+    lie from the boundary all land on one side (then PSJ stalled at 3.5-9.3x the optimum)."""
+    ratios = []
+    for seed in (0, 1):
+        p = make_problem((3, 32, 32), seed=seed)
+        out = run_attack(PSJ(), p.x0, p.is_adv, 2000, np.random.default_rng(seed))
+        assert out.found and out.queries == 2000
+        ratios.append(p.ratio(out.x_adv))
+    assert max(ratios) <= 2.7, ratios  # measured 2.23 and 2.36 (HSJA 1.73 and 1.80)
+
+
 def test_psj_beats_hsja_against_a_randomized_oracle():
     """sigma 0.05, one vote: every answer near the boundary is a coin flip. Both confirmed
     (15% reserve); the median L2 ratio over 5 seeds."""

@@ -15,9 +15,11 @@ coin flips. PopSkipJump keeps HSJA's iteration and changes what the noise breaks
    times ``min(max_noise_factor, 1 + s / (0.01 dist))``: the wider the band, the more
    often a probe's answer is wrong.
 
-A band narrower than 0.01 dist (what the width posterior of a deterministic oracle
-leaves) counts as no noise: HSJA's probe size and count then. The boundary point is the
-posterior median (the band's middle), so that the probes around it see both sides.
+The probe size is at least ``noise_delta`` band widths even for a deterministic oracle:
+its fitted band is the search's resolution, how far x_b may lie from the boundary, and
+probes shorter than that all land on one side. A band narrower than 0.01 dist counts as
+no noise for the probe count (HSJA's then). The boundary point is the posterior median
+(the band's middle), so that the probes around it see both sides.
 
 The geometric step is HSJA's ``step="sum"`` with accumulated estimates (``memory``),
 halved until adversarial. L2 only (the paper's setting).
@@ -162,9 +164,12 @@ class PSJ(Attack):
         t = 1
         while tracker.remaining > 0 and dist > 0.0:
             base = 0.1 if t == 1 else math.sqrt(d) * theta * dist
+            # the probes reach across the fitted band, which is also how well the search placed
+            # x_b (a deterministic oracle's band is the search's resolution): probes shorter
+            # than that all land on one side and their signs say nothing
+            delta = max(noise_probe_size(band, base, self.noise_delta), 1e-12)
             # a band no wider than the searches' resolution is no measured noise
             noise = band if band > RESOLUTION * dist else 0.0
-            delta = max(noise_probe_size(noise, base, self.noise_delta), 1e-12)
             factor = min(self.max_noise_factor, 1.0 + noise / (RESOLUTION * dist))
             n_t = int(min(self.init_num_evals * math.sqrt(t) * factor, self.max_num_evals))
             n_t = max(1, min(n_t, tracker.remaining))
