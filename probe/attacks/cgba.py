@@ -24,8 +24,13 @@ optimum): the circle finds a boundary point whatever the curvature.
    adversarial, then a bisection of the segment from x0 to it.
 
 Improvements (preset ``probe``; the ``paper`` preset switches each off): the estimate's
-probes minus their mean answer (HSJA's baseline), the angle bisection bracketed from the last adversarial alpha_k rather
-than from alpha = 0 (``bracket``), the subspace grown with the iterations.
+probes minus their mean answer (HSJA's baseline), the subspace grown x1.1 an iteration.
+Chosen on EfficientNet-Lite0 (8 ImageNet images, 1,000 and 2,000 queries, median L2 at
+1,000: the paper's settings 4.24, a x1.5 growth with probes of 0.01 D and the bracketed
+angle bisection 5.99, no growth 4.31, the baseline on the paper's 4.06, the bracket on the
+paper's 4.51); the x1.1 growth keeps the linear check at 3x32x32 (2.1x the optimum at
+2,000 queries, 2.7x with a fixed subspace), at no clear cost on the real model. The angle
+bisection bracketed from the last adversarial alpha_k (``bracket``) is an option, off.
 
 Every query goes through the Tracker: the budget is exact and the result is the best
 verified adversarial.
@@ -63,19 +68,19 @@ class CGBA(Attack):
             init_num_evals * sqrt(t) (the paper's N0). (Default: 30)
         max_num_evals (int): >= 1, cap on the probes per iteration. (Default: 10000)
         delta (float): > 0, each probe's L2 length as a fraction of the distance D to x0.
-            (Default: 0.01)
+            (Default: 0.001)
         subspace (float): in (0, 1]; probes on the lowest ``subspace`` of each side's DCT
             frequencies (at least 16 a side; the paper's dimension reduction factor 4 is
             0.25). (Default: 0.25)
         subspace_growth (float): >= 0; the subspace's side grows by this factor each
-            iteration, up to the whole space (0: fixed, the paper). (Default: 0.5)
+            iteration, up to the whole space (0: fixed, the paper). (Default: 0.1)
         memory (float): in [0, 1], weight of the previous normal estimate in the
             accumulated one (0: a fresh estimate every iteration, the paper; measured
             best on linear models too). (Default: 0.0)
         baseline (bool): subtract the mean answer from the probe signs (HSJA's variance
             reduction; False: the paper's plain mean). (Default: True)
         bracket (bool): bisect the angle from the last adversarial alpha_k (False: from
-            alpha = 0, the paper). (Default: True)
+            alpha = 0, the paper). (Default: False)
         tol (float): > 0; bisections stop when the ends are within tol * D.
             (Default: 0.0001)
         max_steps (int): >= 1, queries per angle search and per bisection (the paper's
@@ -102,8 +107,8 @@ class CGBA(Attack):
         >>> optimum = abs(w.ravel() @ x0.ravel() + b) / np.linalg.norm(w)  # 0.1
         >>> bool(optimum <= outcome.distance <= 1.15 * optimum)
         True
-        >>> CGBA(method="cgba_h", bracket=False)  # doctest: +ELLIPSIS
-        CGBA(norm='l2', method='cgba_h', init_num_evals=30, ..., bracket=False, ...)
+        >>> CGBA(method="cgba_h", bracket=True)  # doctest: +ELLIPSIS
+        CGBA(norm='l2', method='cgba_h', init_num_evals=30, ..., bracket=True, ...)
     """
 
     name = "cgba"
@@ -116,12 +121,12 @@ class CGBA(Attack):
         method: str = "auto",
         init_num_evals: int = 30,
         max_num_evals: int = 10000,
-        delta: float = 0.01,
+        delta: float = 0.001,
         subspace: float = 0.25,
-        subspace_growth: float = 0.5,
+        subspace_growth: float = 0.1,
         memory: float = 0.0,
         baseline: bool = True,
-        bracket: bool = True,
+        bracket: bool = False,
         tol: float = 1e-4,
         max_steps: int = 100,
         max_init_tries: int = 100,
