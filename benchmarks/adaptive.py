@@ -1,0 +1,206 @@
+"""Attacks that know the defense is random (#13): every attack, adaptive and not, on the smoothed model.
+
+    # the grid (sigma 0.05 and 0.15, n = 1, 5, 10, 1,000 and 2,000 queries, 20 images): hours on a CPU
+    python benchmarks/adaptive.py --run --out results/adaptive
+    # what this machine measured (the cells it ran, in priority order, resumable)
+    python benchmarks/adaptive.py --run --out results/adaptive --images 8 --cells 0.05:10:1000 0.05:1:1000
+    # table and PNG from the records, the bare model's figures beside them
+    python benchmarks/adaptive.py --summarize results/adaptive --bare results/strength_effnet.jsonl \\
+        results/strength_effnet_new.jsonl --table results/adaptive.md --png results/adaptive.png
+
+Each cell (sigma, n, budget) runs ``probe attack`` once per configuration, as a user runs
+it (preset ``probe``, the confirmation phase, criterion ``label``, p_adv by eq. (4) on up
+to 100 fresh evaluations, votes that stop when decided, no CERTIFY), into
+``OUT/MODEL/s{sigma}_n{n}_q{budget}/{config}/``, with ``--resume``: a run cut short goes
+on where it stopped. The configurations:
+
+- the paper's attacks: ``hsja``, ``surfree``, ``rays``, and ``cgba`` (curvature-aware,
+  not noise-aware);
+- the adaptive ones (they model the noise): ``psj`` (PopSkipJump-style HSJA),
+  ``rays+bayes`` and ``surfree+bayes`` (their boundary searches by the Bayesian bisection).
+
+A record counts when p_adv >= P_a = 0.5; the figure is the median L2 of the successful
+records, beside the successes. The bare model's figures come from
+``attack_strength.py`` rows (``--bare``): the closest adversarial each attack had been
+answered by 1,000 and 2,000 queries, on the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "hsja": ("hsja", []),
+    "surfree": ("surfree", []),
+    "rays": ("rays", []),
+    "cgba": ("cgba", []),
+    "psj": ("psj", []),
+    "rays+bayes": ("rays", ["rays.bisection=bayes"]),
+    "surfree+bayes": ("surfree", ["surfree.bisection=bayes"]),
+}
+ADAPTIVE = ("psj", "rays+bayes", "surfree+bayes")
+# the issue's grid, in the order this machine runs it: the goal's cell first
+DEFAULT_CELLS = [
+    (0.05, 10, 1000), (0.05, 1, 1000), (0.05, 5, 1000), (0.15, 10, 1000), (0.15, 1, 1000), (0.15, 5, 1000),
+    (0.05, 10, 2000), (0.05, 1, 2000), (0.05, 5, 2000), (0.15, 10, 2000), (0.15, 1, 2000), (0.15, 5, 2000),
+]  # fmt: skip
+
+
+def cell_dir(out: Path, model: str, sigma: float, n: int, budget: int, config: str) -> Path:
+    return out / model / f"s{sigma:g}_n{n}_q{budget}" / config
+
+
+def parse_cell(text: str) -> tuple[float, int, int]:
+    sigma, n, budget = text.split(":")
+    return float(sigma), int(n), int(budget)
+
+
+def run(args) -> int:
+    cells = [parse_cell(c) for c in args.cells] if args.cells else DEFAULT_CELLS
+    for sigma, n, budget in cells:
+        for config in args.config or list(CONFIGS):
+            attack, options = CONFIGS[config]
+            folder = cell_dir(args.out, args.model, sigma, n, budget, config)
+            cmd = [sys.executable, "-m", "probe", "attack", "--model", args.model, "--attack", attack,
+                   "--sigma", str(sigma), "--n", str(n), "--budget", str(budget), "--limit", str(args.images),
+                   "--certify-n", "0", "--seed", str(args.seed), "--device", args.device, "--out", str(folder)]
+            cmd += [a for o in options for a in ("-o", o)]
+            if (folder / "results.jsonl").exists():
+                cmd.append("--resume")
+            print(f"== sigma {sigma:g} n {n} budget {budget} {config}", flush=True)
+            done = subprocess.run(cmd, check=False)
+            if done.returncode:
+                return done.returncode
+    return 0
+
+
+def records(root: Path) -> list[dict]:
+    rows = []
+    for path in sorted(root.glob("*/s*_n*_q*/*/results.jsonl")):
+        config = path.parent.name
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                if r.get("skipped") is None:
+                    r["config"] = config
+                    rows.append(r)
+    return rows
+
+
+def bare_medians(paths: list[Path], images: set[str], marks=("1000", "2000")) -> dict[str, dict[str, float]]:
+    """Median L2 by configuration (``hsja``, ...) at each mark, on ``images`` only."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for p in paths:
+        for line in p.read_text().splitlines():
+            r = json.loads(line) if line.strip() else None
+            if r and r["sigma"] == 0 and r["image"] in images and r["config"] != "art":
+                name = r["config"].split(":")[0] if r["config"].endswith(":probe") else r["config"]
+                found.setdefault(name, {})[r["image"]] = r["l2_at"]
+    return {c: {m: statistics.median(v[m] for v in per.values()) for m in marks} for c, per in found.items()}
+
+
+def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None) -> int:
+    rows = records(root)
+    if not rows:
+        print(f"no records under {root}", file=sys.stderr)
+        return 1
+    cells = sorted({(r["sigma"], r["n"], r["budget"]) for r in rows})
+    configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
+    images = {r["image"] for r in rows}
+    med: dict[tuple, float] = {}
+    lines = [f"Median L2 of the successes (p_adv >= 0.5, eq. 4), successes / records; {len(images)} images; "
+             "* adaptive (models the noise)\n",
+             "| attack | " + " | ".join(f"sigma {s:g}, n {n}, {q} q" for s, n, q in cells) + " |",
+             "|---|" + "---|" * len(cells)]  # fmt: skip
+    for c in configs:
+        out = []
+        for cell in cells:
+            sel = [r for r in rows if r["config"] == c and (r["sigma"], r["n"], r["budget"]) == cell]
+            ok = sorted(r["l2"] for r in sel if r["success"])
+            med[(c, *cell)] = statistics.median(ok) if ok else math.inf
+            out.append(f"{med[(c, *cell)]:.2f} ({len(ok)}/{len(sel)})" if sel else "")
+        lines.append(f"| {c}{' *' if c in ADAPTIVE else ''} | " + " | ".join(out) + " |")
+    bare_med = bare_medians(bare, images) if bare else {}
+    if bare_med:
+        lines += ["", f"Bare model (no smoothing), the same {len(images)} images: median L2 at 1,000 / 2,000 queries\n",
+                  "| attack | 1,000 | 2,000 |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| {c} | {v['1000']:.2f} | {v['2000']:.2f} |" for c, v in sorted(bare_med.items())]
+        lines += ["", "Best adaptive attack over the best attack on the bare model (the goal: <= 2x)\n",
+                  "| cell | best adaptive | median L2 | bare best | median L2 | ratio |", "|---|---|---|---|---|---|"]
+        for cell in cells:
+            q = str(cell[2])
+            adaptive = [(med.get((c, *cell), math.inf), c) for c in ADAPTIVE if (c, *cell) in med]
+            if not adaptive or q not in next(iter(bare_med.values())):
+                continue
+            a, a_name = min(adaptive)
+            b, b_name = min((v[q], c) for c, v in bare_med.items())
+            lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {q} q | {a_name} | {a:.2f} | {b_name} | {b:.2f} | "
+                         f"{a / b:.2f}x |")  # fmt: skip
+    text = "\n".join(lines)
+    print(text)
+    if table:
+        table.write_text(text + "\n")
+    if png:
+        plot(med, cells, configs, bare_med, png)
+    return 0
+
+
+def plot(med, cells, configs, bare_med, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = sorted({(s, n) for s, n, _ in cells})
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 4), squeeze=False, sharey=True)
+    best_bare = {int(q): min(v[q] for v in bare_med.values()) for q in ("1000", "2000")} if bare_med else {}
+    for ax, (sigma, n) in zip(axes[0], settings):
+        budgets = sorted(q for s, k, q in cells if (s, k) == (sigma, n))
+        for c in configs:
+            ys = [med.get((c, sigma, n, q), math.inf) for q in budgets]
+            ax.plot(budgets, ys, marker="o", linestyle="-" if c in ADAPTIVE else ":", label=c)
+        if best_bare:
+            ax.plot(sorted(best_bare), [best_bare[q] for q in sorted(best_bare)], color="black", linestyle="--",
+                    label="best, bare model")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("queries")
+        ax.set_title(f"sigma {sigma:g}, n {n}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("median L2 of successes")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="store_true")
+    ap.add_argument("--summarize", type=Path, help="the --out folder of a run")
+    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--images", type=int, default=20)
+    ap.add_argument("--cells", nargs="+", help="SIGMA:N:BUDGET, in the order to run (default: the issue's grid)")
+    ap.add_argument("--config", action="append", choices=list(CONFIGS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=Path("results/adaptive"))
+    ap.add_argument("--bare", type=Path, nargs="*", default=[], help="attack_strength.py rows without smoothing")
+    ap.add_argument("--table", type=Path)
+    ap.add_argument("--png", type=Path)
+    args = ap.parse_args(argv)
+    if args.summarize:
+        return summarize(args.summarize, args.bare, args.table, args.png)
+    if args.run:
+        return run(args)
+    ap.error("give --run or --summarize")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
