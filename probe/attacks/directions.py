@@ -132,6 +132,20 @@ def gaussian_probes(shape: tuple[int, ...], rng: np.random.Generator, n: int) ->
     return pts
 
 
+def low_frequency_shape(shape: tuple[int, ...], ratio: float) -> tuple[int, int, int]:
+    """(C, kh, kw): the DCT coefficients :class:`LowFrequencyProbes` keeps at ``ratio``."""
+    c, h, w = chw(shape)
+    kh, kw = (min(n, max(int(round(ratio * n)), MIN_SUBSPACE_SIDE)) for n in (h, w))
+    return c, kh, kw
+
+
+def probe_dim(shape: tuple[int, ...], subspace: float) -> int:
+    """The dimension of the space ``unit_probes(shape, ..., subspace)`` draws from."""
+    if subspace < 1.0 and max(chw(shape)) <= MAX_DCT_SIDE:
+        return int(np.prod(low_frequency_shape(shape, subspace)))
+    return int(np.prod(shape))
+
+
 class LowFrequencyProbes:
     """Unit probe directions in the low-frequency subspace of the image: i.i.d. Gaussian
     coefficients on the first ``ratio`` of each spatial side's DCT-II frequencies (at least
@@ -147,8 +161,8 @@ class LowFrequencyProbes:
         self.shape = tuple(shape)
         self.rng = rng
         c, h, w = self.dims = chw(self.shape)
-        kh, kw = (min(n, max(int(round(ratio * n)), MIN_SUBSPACE_SIDE)) for n in (h, w))
-        self.coef_shape = (c, kh, kw)
+        self.coef_shape = low_frequency_shape(self.shape, ratio)
+        kh, kw = self.coef_shape[1:]
         self.a_h = dct_matrix(h)[:kh]  # (kh, h), orthonormal rows
         self.a_w = dct_matrix(w)[:kw]  # (kw, w)
 

@@ -52,13 +52,16 @@ FLIP = 0.01  # eps: the floor of the answer model
 class BayesResult:
     """What :func:`bayes_search` found: the returned position ``t`` (posterior quantile
     ``level``) and its point, the posterior median, the fitted band width ``scale`` (in
-    units of t, the posterior mean of s) and the queries spent."""
+    units of t, the posterior mean of s), the queries spent, and whether the answers
+    ``contradicted`` each other (a "not adversarial" beyond an "adversarial" on the line:
+    a deterministic oracle with one boundary crossing on the line never gives one)."""
 
     t: float
     x: np.ndarray
     median: float
     scale: float
     steps: int
+    contradicted: bool = False
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -146,7 +149,10 @@ def bayes_search(
     mb = post.sum(axis=1)
     t_ret = _quantile(grid, mb, level)
     scale = float(post.sum(axis=0) @ widths)
-    return BayesResult(t_ret, point_at(t_ret), _quantile(grid, mb, 0.5), scale, steps)
+    clean = [t for t, y in zip(ts, ys) if not y]
+    adversarial = [t for t, y in zip(ts, ys) if y]
+    contradicted = bool(clean and adversarial and max(clean) > min(adversarial))
+    return BayesResult(t_ret, point_at(t_ret), _quantile(grid, mb, 0.5), scale, steps, contradicted)
 
 
 def bayes_bisect(

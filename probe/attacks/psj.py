@@ -9,13 +9,22 @@ coin flips. PopSkipJump keeps HSJA's iteration and changes what the noise breaks
    width it fits from its own answers: its queries, repeats included, stay near the
    estimated boundary;
 2. the probe size of the gradient-direction estimate is set from the measured band width
-   ``s`` (distance units): ``delta = max(HSJA's delta, noise_delta * s)``, so that the
-   probes reach out of the band where the answers carry the gradient's sign;
+   ``s`` (distance units), so that the probes reach out of the band where the answers
+   carry the gradient's sign. A unit probe drawn in a k-dimensional space meets the
+   boundary's normal at about 1/sqrt(k): to move the answer's odds by a band width it
+   must be sqrt(k) band widths long (RND, Qin et al. 2021: the noise against the probe
+   size). Once the searches' answers have contradicted each other (the oracle is
+   random), the probes are drawn in a small, fixed low-frequency subspace
+   (``noise_subspace``, k dimensions) and
+   ``delta = max(noise_delta * s, min(noise_delta * s * sqrt(k), noise_radius * dist))``
+   (PopSkipJump's own probes are about 0.2 dist long: longer ones average the boundary
+   over a region as wide as the distance itself);
 3. the number of probes grows with the measured noise: HSJA's ``init_num_evals sqrt(t)``
    times ``min(max_noise_factor, 1 + s / (0.01 dist))``: the wider the band, the more
    often a probe's answer is wrong.
 
-The probe size is at least ``noise_delta`` band widths even for a deterministic oracle:
+Against an oracle not yet seen to be random the probes are HSJA's (``subspace``, grown
+each iteration) and the probe size is at least ``noise_delta`` band widths:
 its fitted band is the search's resolution, how far x_b may lie from the boundary, and
 probes shorter than that all land on one side. A band narrower than 0.01 dist counts as
 no noise for the probe count (HSJA's then). The boundary point is the posterior median
@@ -36,7 +45,7 @@ from typing import Generator
 import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
-from probe.attacks.directions import unit_probes
+from probe.attacks.directions import probe_dim, unit_probes
 from probe.attacks.noisy_search import bayes_search, noise_probe_size
 from probe.attacks.search import blend, check_start, corner_start, noise_init
 from probe.validate import check_int, check_real
@@ -74,6 +83,11 @@ class PSJ(Attack):
             frequencies (at least 16 a side; 1: the whole space). (Default: 0.25)
         subspace_growth (float): >= 0; the subspace's side grows by this factor each
             iteration, up to the whole space. (Default: 0.5)
+        noise_subspace (float): in (0, 1]; under measured noise, the probes' subspace
+            (the lowest ``noise_subspace`` of each side's DCT frequencies, at least 16 a
+            side; not grown), whose dimension k sets the probe size. (Default: 0.1)
+        noise_radius (float): >= 0; under noise, the probe size reaches no further than
+            ``noise_radius * dist`` beyond ``noise_delta`` band widths. (Default: 0.2)
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (any shape works).
@@ -116,6 +130,8 @@ class PSJ(Attack):
         max_init_tries: int = 100,
         subspace: float = 0.25,
         subspace_growth: float = 0.5,
+        noise_subspace: float = 0.1,
+        noise_radius: float = 0.2,
     ) -> None:
         self.norm = self._check_norm(norm)
         self.gamma = check_real("gamma", gamma, 0.0, None, low_closed=False)
@@ -129,19 +145,24 @@ class PSJ(Attack):
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 1)
         self.subspace = check_real("subspace", subspace, 0.0, 1.0, low_closed=False)
         self.subspace_growth = check_real("subspace_growth", subspace_growth, 0.0, None)
+        self.noise_subspace = check_real("noise_subspace", noise_subspace, 0.0, 1.0, low_closed=False)
+        self.noise_radius = check_real("noise_radius", noise_radius, 0.0, None)
 
     def _to_boundary(self, tracker: Tracker, x0: np.ndarray, x_adv: np.ndarray, rtol: float, expect: float | None):
-        """Bayesian search on the segment x0 -> x_adv: (boundary point, its distance, band width)."""
+        """Bayesian search on the segment x0 -> x_adv: (boundary point, its distance, band width,
+        whether its answers contradicted each other)."""
         full = distance(x_adv, x0, "l2")
         lo = 0.0 if expect is None or full == 0.0 else 0.5 * min(expect / full, 1.0)
         point_at = blend(x0, x_adv)
         out = yield from bayes_search(tracker, point_at, lo, 1.0, tol=0.0, rtol=rtol, max_steps=self.search_steps)
+        contradicted = out.contradicted
         if lo > 0.0 and out.median <= lo + 0.01 * (1.0 - lo):  # the boundary lies below lo: search there
             out = yield from bayes_search(
                 tracker, point_at, 0.0, out.t, tol=0.0, rtol=rtol, max_steps=self.search_steps
             )
+            contradicted = contradicted or out.contradicted
         x_b = point_at(out.median)  # the band's middle: the probes around it see both sides
-        return x_b, distance(x_b, x0, "l2"), out.scale * full
+        return x_b, distance(x_b, x0, "l2"), out.scale * full, contradicted
 
     def _search(
         self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
@@ -157,27 +178,34 @@ class PSJ(Attack):
             x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
             return
-        x_b, dist, band = yield from self._to_boundary(tracker, x0, x_adv, rtol, None)
+        x_b, dist, band, random = yield from self._to_boundary(tracker, x0, x_adv, rtol, None)
         ratio = self.subspace
         draw = unit_probes(shape, rng, True, ratio)
         acc = np.zeros(d, dtype=np.float64)
         t = 1
         while tracker.remaining > 0 and dist > 0.0:
             base = 0.1 if t == 1 else math.sqrt(d) * theta * dist
-            # the probes reach across the fitted band, which is also how well the search placed
-            # x_b (a deterministic oracle's band is the search's resolution): probes shorter
-            # than that all land on one side and their signs say nothing
-            delta = max(noise_probe_size(band, base, self.noise_delta), 1e-12)
             # a band no wider than the searches' resolution is no measured noise
             noise = band if band > RESOLUTION * dist else 0.0
+            if random:  # a small fixed subspace; probes long enough to cross the band, within 0.2 dist
+                want = self.noise_subspace
+                crossing = noise_probe_size(band, base, self.noise_delta * math.sqrt(probe_dim(shape, want)))
+                delta = max(noise_probe_size(band, base, self.noise_delta), min(crossing, self.noise_radius * dist))
+            else:
+                # HSJA's growing subspace; the probes still reach across the fitted band, which is
+                # how well the search placed x_b (a deterministic oracle's band is the search's
+                # resolution): probes shorter than that all land on one side and say nothing
+                want = self.subspace
+                if self.subspace_growth and self.subspace < 1.0:
+                    want = min(1.0, self.subspace * (1.0 + self.subspace_growth) ** (t - 1))
+                delta = noise_probe_size(band, base, self.noise_delta)
+            delta = max(delta, 1e-12)
+            if want != ratio:
+                ratio = want
+                draw = unit_probes(shape, rng, True, ratio)
             factor = min(self.max_noise_factor, 1.0 + noise / (RESOLUTION * dist))
             n_t = int(min(self.init_num_evals * math.sqrt(t) * factor, self.max_num_evals))
             n_t = max(1, min(n_t, tracker.remaining))
-            if self.subspace_growth and ratio < 1.0:
-                grown = min(1.0, self.subspace * (1.0 + self.subspace_growth) ** (t - 1))
-                if grown != ratio:
-                    ratio = grown
-                    draw = unit_probes(shape, rng, True, ratio)
             pts = draw(n_t)
             pts *= np.float32(delta)
             pts += x_b[None]
@@ -209,6 +237,7 @@ class PSJ(Attack):
                     break
                 eps /= 2.0
             if x_new is not None:
-                x_b2, dist2, band2 = yield from self._to_boundary(tracker, x0, x_new, rtol, dist)
+                x_b2, dist2, band2, random2 = yield from self._to_boundary(tracker, x0, x_new, rtol, dist)
+                random = random or random2
                 if dist2 > 0.0:
                     x_b, dist, band = x_b2, dist2, band2
