@@ -3,10 +3,13 @@
     # the grid (sigma 0.05 and 0.15, n = 1, 5, 10, 1,000 and 2,000 queries, 20 images): hours on a CPU
     python benchmarks/adaptive.py --run --out results/adaptive
     # what this machine measured (the cells it ran, in priority order, resumable)
-    python benchmarks/adaptive.py --run --out results/adaptive --images 8 --cells 0.05:10:1000 0.05:1:1000
-    # table and PNG from the records, the bare model's figures beside them
+    python benchmarks/adaptive.py --run --out results/adaptive --images 8 \\
+        --cells 0.05:10:1000 0.05:1:1000 0.15:10:1000 0.15:1:1000
+    # table and PNG from the records, the bare model's figures and the white-box reference
+    # (smoothed_whitebox.py) beside them
     python benchmarks/adaptive.py --summarize results/adaptive --bare results/strength_effnet.jsonl \\
-        results/strength_effnet_new.jsonl --table results/adaptive.md --png results/adaptive.png
+        results/strength_effnet_adaptive.jsonl --whitebox results/whitebox.jsonl \\
+        --table results/adaptive.md --png results/adaptive.png
 
 Each cell (sigma, n, budget) runs ``probe attack`` once per configuration, as a user runs
 it (preset ``probe``, the confirmation phase, criterion ``label``, p_adv by eq. (4) on up
@@ -105,17 +108,29 @@ def bare_medians(paths: list[Path], images: set[str], marks=("1000", "2000")) ->
     return {c: {m: statistics.median(v[m] for v in per.values()) for m in marks} for c, per in found.items()}
 
 
-def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None) -> int:
+def whitebox_l2(paths: list[Path]) -> dict[tuple[float, int], dict[str, float]]:
+    """``smoothed_whitebox.py`` rows: (sigma, n) -> image -> the white-box L2 (sigma 0: the bare model)."""
+    found: dict[tuple[float, int], dict[str, float]] = {}
+    for p in paths:
+        for line in p.read_text().splitlines():
+            r = json.loads(line) if line.strip() else None
+            if r and r.get("l2") is not None:
+                found.setdefault((float(r["sigma"]), 1 if r["sigma"] == 0 else int(r["n"])), {})[r["image"]] = r["l2"]
+    return found
+
+
+def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None, whitebox: list[Path] = ()) -> int:
     rows = records(root)
     if not rows:
         print(f"no records under {root}", file=sys.stderr)
         return 1
     cells = sorted({(r["sigma"], r["n"], r["budget"]) for r in rows})
     configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
-    images = {r["image"] for r in rows}
+    attacked = {cell: {r["image"] for r in rows if (r["sigma"], r["n"], r["budget"]) == cell} for cell in cells}
+    white = whitebox_l2(list(whitebox))
     med: dict[tuple, float] = {}
-    lines = [f"Median L2 of the successes (p_adv >= 0.5, eq. 4), successes / records; {len(images)} images; "
-             "* adaptive (models the noise)\n",
+    lines = ["Median L2 of the successes (p_adv >= 0.5, eq. 4), successes / attacked images (the first images "
+             "the smoothed model gets right); * adaptive (models the noise)\n",
              "| attack | " + " | ".join(f"sigma {s:g}, n {n}, {q} q" for s, n, q in cells) + " |",
              "|---|" + "---|" * len(cells)]  # fmt: skip
     for c in configs:
@@ -126,28 +141,40 @@ def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None
             med[(c, *cell)] = statistics.median(ok) if ok else math.inf
             out.append(f"{med[(c, *cell)]:.2f} ({len(ok)}/{len(sel)})" if sel else "")
         lines.append(f"| {c}{' *' if c in ADAPTIVE else ''} | " + " | ".join(out) + " |")
-    bare_med = bare_medians(bare, images) if bare else {}
-    if bare_med:
-        lines += ["", f"Bare model (no smoothing), the same {len(images)} images: median L2 at 1,000 / 2,000 queries\n",
-                  "| attack | 1,000 | 2,000 |", "|---|---|---|"]  # fmt: skip
-        lines += [f"| {c} | {v['1000']:.2f} | {v['2000']:.2f} |" for c, v in sorted(bare_med.items())]
-        lines += ["", "Best adaptive attack over the best attack on the bare model (the goal: <= 2x)\n",
-                  "| cell | best adaptive | median L2 | bare best | median L2 | ratio |", "|---|---|---|---|---|---|"]
+    if white:
+        out = []
+        for sigma, n, q in cells:
+            got = [v for k, v in white.get((sigma, n), {}).items() if k in attacked[(sigma, n, q)]]
+            out.append(f"{statistics.median(got):.2f} ({len(got)})" if got else "")
+        lines.append("| white-box PGD (gradients: a reference, no attack of probe's) | " + " | ".join(out) + " |")
+    if bare:
+        lines += ["", "The best attack under smoothing against the best on the bare model (no smoothing), on the "
+                  "same images and budget (the goal, for the adaptive ones at sigma 0.05, n 10: <= 2x); "
+                  "white-box: the same, by gradients\n",
+                  "| cell | images | best adaptive | best of all | bare best | adaptive / bare | white-box smoothed "
+                  "/ bare |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for cell in cells:
             q = str(cell[2])
-            adaptive = [(med.get((c, *cell), math.inf), c) for c in ADAPTIVE if (c, *cell) in med]
-            if not adaptive or q not in next(iter(bare_med.values())):
+            bare_med = bare_medians(bare, attacked[cell])
+            if not bare_med or q not in next(iter(bare_med.values())):
                 continue
-            a, a_name = min(adaptive)
+            adaptive = min((med.get((c, *cell), math.inf), c) for c in ADAPTIVE if (c, *cell) in med)
+            best = min((med.get((c, *cell), math.inf), c) for c in configs if (c, *cell) in med)
             b, b_name = min((v[q], c) for c, v in bare_med.items())
-            lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {q} q | {a_name} | {a:.2f} | {b_name} | {b:.2f} | "
-                         f"{a / b:.2f}x |")  # fmt: skip
+            ws, wb = white.get(cell[:2], {}), white.get((0.0, 1), {})
+            both = [i for i in attacked[cell] if i in ws and i in wb]
+            wr = (f"{statistics.median(ws[i] for i in both):.2f} / {statistics.median(wb[i] for i in both):.2f} = "
+                  f"{statistics.median(ws[i] for i in both) / statistics.median(wb[i] for i in both):.1f}x"
+                  if both else "")  # fmt: skip
+            lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {q} q | {len(attacked[cell])} | {adaptive[1]} "
+                         f"{adaptive[0]:.2f} | {best[1]} {best[0]:.2f} | {b_name} {b:.2f} | "
+                         f"{adaptive[0] / b:.2f}x | {wr} |")  # fmt: skip
     text = "\n".join(lines)
     print(text)
     if table:
         table.write_text(text + "\n")
     if png:
-        plot(med, cells, configs, bare_med, png)
+        plot(med, cells, configs, bare_medians(bare, set().union(*attacked.values())) if bare else {}, png)
     return 0
 
 
@@ -191,11 +218,12 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("results/adaptive"))
     ap.add_argument("--bare", type=Path, nargs="*", default=[], help="attack_strength.py rows without smoothing")
+    ap.add_argument("--whitebox", type=Path, nargs="*", default=[], help="smoothed_whitebox.py rows")
     ap.add_argument("--table", type=Path)
     ap.add_argument("--png", type=Path)
     args = ap.parse_args(argv)
     if args.summarize:
-        return summarize(args.summarize, args.bare, args.table, args.png)
+        return summarize(args.summarize, args.bare, args.table, args.png, args.whitebox)
     if args.run:
         return run(args)
     ap.error("give --run or --summarize")

@@ -160,7 +160,7 @@ class LowFrequencyProbes:
     def __init__(self, shape: tuple[int, ...], rng: np.random.Generator, ratio: float) -> None:
         self.shape = tuple(shape)
         self.rng = rng
-        c, h, w = self.dims = chw(self.shape)
+        _, h, w = self.dims = chw(self.shape)
         self.coef_shape = low_frequency_shape(self.shape, ratio)
         kh, kw = self.coef_shape[1:]
         self.a_h = dct_matrix(h)[:kh]  # (kh, h), orthonormal rows
