@@ -119,7 +119,7 @@ def whitebox_l2(paths: list[Path]) -> dict[tuple[float, int], dict[str, float]]:
     return found
 
 
-def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None, whitebox: list[Path] = ()) -> int:
+def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None, whitebox: list[Path] | None = None) -> int:
     rows = records(root)
     if not rows:
         print(f"no records under {root}", file=sys.stderr)
@@ -127,7 +127,7 @@ def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None
     cells = sorted({(r["sigma"], r["n"], r["budget"]) for r in rows})
     configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
     attacked = {cell: {r["image"] for r in rows if (r["sigma"], r["n"], r["budget"]) == cell} for cell in cells}
-    white = whitebox_l2(list(whitebox))
+    white = whitebox_l2(whitebox or [])
     med: dict[tuple, float] = {}
     lines = ["Median L2 of the successes (p_adv >= 0.5, eq. 4), successes / attacked images (the first images "
              "the smoothed model gets right); * adaptive (models the noise)\n",
@@ -163,9 +163,10 @@ def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None
             b, b_name = min((v[q], c) for c, v in bare_med.items())
             ws, wb = white.get(cell[:2], {}), white.get((0.0, 1), {})
             both = [i for i in attacked[cell] if i in ws and i in wb]
-            wr = (f"{statistics.median(ws[i] for i in both):.2f} / {statistics.median(wb[i] for i in both):.2f} = "
-                  f"{statistics.median(ws[i] for i in both) / statistics.median(wb[i] for i in both):.1f}x"
-                  if both else "")  # fmt: skip
+            wr = ""
+            if both:
+                smoothed, plain = (statistics.median(w[i] for i in both) for w in (ws, wb))
+                wr = f"{smoothed:.2f} / {plain:.2f} = {smoothed / plain:.1f}x"
             lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {q} q | {len(attacked[cell])} | {adaptive[1]} "
                          f"{adaptive[0]:.2f} | {best[1]} {best[0]:.2f} | {b_name} {b:.2f} | "
                          f"{adaptive[0] / b:.2f}x | {wr} |")  # fmt: skip

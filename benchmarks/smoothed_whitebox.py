@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adaptive import records
 from probe import SmoothedClassifier, estimate_p_adv, load_model, load_samples
 from probe.recipes.efficientnet_lite0 import MODEL, build_model
 
@@ -59,7 +60,7 @@ def soft_pgd(net, x: torch.Tensor, label: int, *, radius: float, sigma: float, s
     return (x + delta).detach()
 
 
-def is_adversarial(classifier: SmoothedClassifier, point: np.ndarray, label: int, rng: np.random.Generator) -> float:
+def p_adv(classifier: SmoothedClassifier, point: np.ndarray, label: int, rng: np.random.Generator) -> float:
     """p_adv by eq. (4) of ``point`` (C, H, W); >= 0.5 counts."""
     return estimate_p_adv(classifier, point, label=label, rng=rng, max_evaluations=100).p
 
@@ -76,7 +77,7 @@ def minimal_radius(net, classifier, x: np.ndarray, label: int, *, start: float, 
     def attempt(radius: float) -> bool:
         nonlocal best
         point = soft_pgd(net, xt, label, radius=radius, sigma=sigma, steps=steps, m=m, generator=generator)[0].numpy()
-        p = is_adversarial(classifier, point, label, rng)
+        p = p_adv(classifier, point, label, rng)
         if p >= 0.5:
             l2 = float(np.linalg.norm((point - x).ravel()))
             if best is None or l2 < best[0]:
@@ -102,14 +103,10 @@ def attacked_images(adaptive: Path, sigma: float, n: int) -> dict[str, tuple[int
     """image -> (label, the smallest black-box L2 of a success) from ``adaptive.py``'s records of a
     cell (any budget): the images the smoothed model gets right, and a start for the bisection."""
     found: dict[str, tuple[int, float]] = {}
-    for path in sorted(adaptive.glob(f"efficientnet-lite0/s{sigma:g}_n{n}_q*/*/results.jsonl")):
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            if r.get("skipped"):
-                continue
+    for r in records(adaptive):
+        if (r["sigma"], r["n"]) == (sigma, n):
             l2 = r["l2"] if r.get("success") and r.get("l2") else float("inf")
-            label, old = found.get(r["image"], (r["label"], float("inf")))
-            found[r["image"]] = (label, min(old, l2))
+            found[r["image"]] = (r["label"], min(found.get(r["image"], (0, l2))[1], l2))
     return found
 
 

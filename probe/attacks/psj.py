@@ -187,7 +187,7 @@ class PSJ(Attack):
             base = 0.1 if t == 1 else math.sqrt(d) * theta * dist
             # a band no wider than the searches' resolution is no measured noise
             noise = band if band > RESOLUTION * dist else 0.0
-            if random:  # a small fixed subspace; probes long enough to cross the band, within 0.2 dist
+            if random:  # a small fixed subspace; probes long enough to cross the band, within noise_radius dist
                 want = self.noise_subspace
                 crossing = noise_probe_size(band, base, self.noise_delta * math.sqrt(probe_dim(shape, want)))
                 delta = max(noise_probe_size(band, base, self.noise_delta), min(crossing, self.noise_radius * dist))
