@@ -218,6 +218,9 @@ def test_key_budget_ends_the_jobs_it_cuts_keeps_their_records_and_never_goes_pas
     assert a["queries"] == 30 and a["found"] and a["stopped"] is None and a["l2"] > 0
     assert a["p_adv"] is None and a["success"] is None and a["verdict"].startswith("endpoint budget spent")
     assert np.load(tmp_path / "a" / a["adv_file"]).shape == (3, 32, 32)  # the best verified adversarial is kept
+    row = json.loads((tmp_path / "a" / "summary.json").read_text())["attacks"]["hsja"]
+    assert row["unjudged"] == 1 and row["success_rate"] is None  # not judged is no failure
+    assert "not judged (the endpoint's budget was spent before p_adv): hsja 1" in first.output
     b = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
     assert sorted(r["attack"] for r in b) == ["hsja", "rays"]
     assert all(r["stopped"] == "endpoint budget spent" for r in b) and sum(r["queries"] for r in b) <= 16

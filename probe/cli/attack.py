@@ -293,6 +293,10 @@ def _print_summary(summary: dict) -> None:
             fmt(row["mean_queries"], 0),
         )
     out.print(table)
+    unjudged = {name: row["unjudged"] for name, row in summary["attacks"].items() if row.get("unjudged")}
+    if unjudged:
+        out.print("not judged (the endpoint's budget was spent before p_adv): "
+                  + ", ".join(f"{name} {k}" for name, k in unjudged.items()))
     reasons = summary.get("skipped_reasons") or {}
     if reasons:
         out.print("skipped: " + ", ".join(f"{k} {escape(why)}" for why, k in reasons.items()))

@@ -17,18 +17,24 @@ def defended_accuracy(records: list[dict]) -> float | None:
 
 
 def summarize(records: list[dict]) -> dict[str, dict]:
-    """Per attack: success rate, mean/median L2 and Linf of successes, mean queries."""
+    """Per attack: success rate, mean/median L2 and Linf of successes, mean queries.
+
+    A record whose verdict could not be measured (``success`` None: the endpoint's budget
+    was spent before the fresh p_adv evaluations) is counted in ``unjudged``, not as a
+    failure: the success rate is over the judged records."""
     accuracy = defended_accuracy(records)
     out: dict[str, dict] = {}
     for name in dict.fromkeys(r["attack"] for r in records):
         rows = [r for r in records if r["attack"] == name and not r["skipped"]]
         wins = [r for r in rows if r["success"]]
+        judged = [r for r in rows if r["success"] is not None]
         l2 = np.array([r["l2"] for r in wins], dtype=float)
         linf = np.array([r["linf"] for r in wins], dtype=float)
         out[name] = {
             "attacked": len(rows),
             "skipped": sum(1 for r in records if r["attack"] == name and r["skipped"]),
-            "success_rate": len(wins) / len(rows) if rows else None,
+            "unjudged": len(rows) - len(judged),
+            "success_rate": len(wins) / len(judged) if judged else None,
             "mean_l2": float(l2.mean()) if len(l2) else None,
             "median_l2": float(np.median(l2)) if len(l2) else None,
             "mean_linf": float(linf.mean()) if len(linf) else None,
