@@ -129,24 +129,24 @@ def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None
     attacked = {cell: {r["image"] for r in rows if (r["sigma"], r["n"], r["budget"]) == cell} for cell in cells}
     white = whitebox_l2(whitebox or [])
     med: dict[tuple, float] = {}
+    names = [f"{c}{' *' if c in ADAPTIVE else ''}" for c in configs]
     lines = ["Median L2 of the successes (p_adv >= 0.5, eq. 4), successes / attacked images (the first images "
-             "the smoothed model gets right); * adaptive (models the noise)\n",
-             "| attack | " + " | ".join(f"sigma {s:g}, n {n}, {q} q" for s, n, q in cells) + " |",
-             "|---|" + "---|" * len(cells)]  # fmt: skip
-    for c in configs:
+             "the smoothed model gets right); * adaptive (models the noise); white-box: PGD with the model's "
+             "gradients, a reference, no attack of probe's\n",
+             "| cell | " + " | ".join(names) + (" | white-box |" if white else " |"),
+             "|---|" + "---|" * (len(configs) + bool(white))]  # fmt: skip
+    for cell in cells:
         out = []
-        for cell in cells:
+        for c in configs:
             sel = [r for r in rows if r["config"] == c and (r["sigma"], r["n"], r["budget"]) == cell]
             ok = sorted(r["l2"] for r in sel if r["success"])
-            med[(c, *cell)] = statistics.median(ok) if ok else math.inf
+            if sel:
+                med[(c, *cell)] = statistics.median(ok) if ok else math.inf
             out.append(f"{med[(c, *cell)]:.2f} ({len(ok)}/{len(sel)})" if sel else "")
-        lines.append(f"| {c}{' *' if c in ADAPTIVE else ''} | " + " | ".join(out) + " |")
-    if white:
-        out = []
-        for sigma, n, q in cells:
-            got = [v for k, v in white.get((sigma, n), {}).items() if k in attacked[(sigma, n, q)]]
+        if white:
+            got = [v for k, v in white.get(cell[:2], {}).items() if k in attacked[cell]]
             out.append(f"{statistics.median(got):.2f} ({len(got)})" if got else "")
-        lines.append("| white-box PGD (gradients: a reference, no attack of probe's) | " + " | ".join(out) + " |")
+        lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {cell[2]} q | " + " | ".join(out) + " |")
     if bare:
         lines += ["", "The best attack under smoothing against the best on the bare model (no smoothing), on the "
                   "same images and budget (the goal, for the adaptive ones at sigma 0.05, n 10: <= 2x); "
@@ -175,35 +175,49 @@ def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None
     if table:
         table.write_text(text + "\n")
     if png:
-        plot(med, cells, configs, bare_medians(bare, set().union(*attacked.values())) if bare else {}, png)
+        plot(med, cells, configs, lambda images: bare_medians(bare, images) if bare else {}, attacked, png)
     return 0
 
 
-def plot(med, cells, configs, bare_med, png: Path) -> None:
+def plot(med, cells, configs, bare_med_of, attacked, png: Path) -> None:
+    """Query-vs-distortion: one panel per (sigma, n), rows by sigma, columns by n; the dashed line is the
+    best attack on the bare model, on that panel's images."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = sorted({(s, n) for s, n, _ in cells})
-    fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 4), squeeze=False, sharey=True)
-    best_bare = {int(q): min(v[q] for v in bare_med.values()) for q in ("1000", "2000")} if bare_med else {}
-    for ax, (sigma, n) in zip(axes[0], settings):
-        budgets = sorted(q for s, k, q in cells if (s, k) == (sigma, n))
-        for c in configs:
-            ys = [med.get((c, sigma, n, q), math.inf) for q in budgets]
-            ax.plot(budgets, ys, marker="o", linestyle="-" if c in ADAPTIVE else ":", label=c)
-        if best_bare:
-            ax.plot(sorted(best_bare), [best_bare[q] for q in sorted(best_bare)], color="black", linestyle="--",
-                    label="best, bare model")  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("queries")
-        ax.set_title(f"sigma {sigma:g}, n {n}")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("median L2 of successes")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
+    sigmas, ns = sorted({s for s, _, _ in cells}), sorted({n for _, n, _ in cells})
+    fig, axes = plt.subplots(len(sigmas), len(ns), figsize=(4.5 * len(ns), 3.6 * len(sigmas)), squeeze=False,
+                             sharey=True)  # fmt: skip
+    for row, sigma in enumerate(sigmas):
+        for col, n in enumerate(ns):
+            ax = axes[row][col]
+            budgets = sorted(q for s, k, q in cells if (s, k) == (sigma, n))
+            if not budgets:
+                ax.set_visible(False)
+                continue
+            for c in configs:
+                pts = [(q, med[(c, sigma, n, q)]) for q in budgets if math.isfinite(med.get((c, sigma, n, q), math.inf))]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", linestyle="-" if c in ADAPTIVE else ":", label=c,
+                            color=f"C{list(CONFIGS).index(c)}")  # fmt: skip
+            images = set().union(*(attacked[(sigma, n, q)] for q in budgets))
+            bare_med = bare_med_of(images)
+            if bare_med:
+                marks = ("1000", "2000")
+                ax.plot([int(m) for m in marks], [min(v[m] for v in bare_med.values()) for m in marks],
+                        color="black", linestyle="--", label="best, bare model")  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xticks([1000, 2000], ["1000", "2000"])
+            ax.set_xlabel("queries")
+            ax.set_title(f"sigma {sigma:g}, n {n} ({len(images)} images)")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[row][0].set_ylabel("median L2 of successes")
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(png, dpi=110)
 
 
