@@ -17,9 +17,10 @@ def test_budget_is_exact(budget):
 
 
 # bounds on the L2 ratio over the optimum at 2,000 queries, over seeds 0-3: (median, max). Measured
-# (numpy 2.4): 3x8x8 about 1.08 (HSJA 1.04); 3x32x32 2.26, 4.02, 3.02, 2.35 (median 2.69; seeds 4-5:
-# 2.36, 3.31). At 3x32x32 the probes must reach across the search's resolution: probes shorter than
-# how far x_b may lie from the boundary all land on one side (PSJ then stalled at 3.5-9.3x the optimum)
+# (numpy 2.4.6): 3x8x8 1.08, 1.08, 1.06, 1.09 (HSJA 1.04); 3x32x32 2.23, 2.36, 2.75, 2.49 (seeds 4-5:
+# 2.26, 3.30). At 3x32x32 the probes must reach across the search's resolution: probes shorter than
+# how far x_b may lie from the boundary all land on one side (PSJ then stalled at 3.5-9.3x the
+# optimum; seed 2 stalled at 5.94 until a one-sided batch doubled the next probe size)
 LINEAR_BOUND = {(3, 8, 8): (1.2, 1.3), (3, 32, 32): (3.2, 4.5)}
 
 

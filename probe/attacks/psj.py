@@ -28,7 +28,10 @@ each iteration) and the probe size is at least ``noise_delta`` band widths:
 its fitted band is the search's resolution, how far x_b may lie from the boundary, and
 probes shorter than that all land on one side. A band narrower than 0.01 dist counts as
 no noise for the probe count (HSJA's then). The boundary point is the posterior median
-(the band's middle), so that the probes around it see both sides.
+(the band's middle), so that the probes around it see both sides. A batch whose answers
+all agree did not reach across the boundary (x_b lies further from it than the probes
+reach, e.g. along a normal that the probes' subspace barely holds): the next probe size
+doubles, up to the distance, and halves back toward 1x after each mixed batch.
 
 The geometric step is HSJA's ``step="sum"`` with accumulated estimates (``memory``),
 halved until adversarial. L2 only (the paper's setting).
@@ -182,6 +185,7 @@ class PSJ(Attack):
         ratio = self.subspace
         draw = unit_probes(shape, rng, True, ratio)
         acc = np.zeros(d, dtype=np.float64)
+        reach = 1.0  # doubled after each batch whose answers all agree: its probes did not reach across
         t = 1
         while tracker.remaining > 0 and dist > 0.0:
             base = 0.1 if t == 1 else math.sqrt(d) * theta * dist
@@ -199,7 +203,7 @@ class PSJ(Attack):
                 if self.subspace_growth and self.subspace < 1.0:
                     want = min(1.0, self.subspace * (1.0 + self.subspace_growth) ** (t - 1))
                 delta = noise_probe_size(band, base, self.noise_delta)
-            delta = max(delta, 1e-12)
+            delta = max(delta * reach, 1e-12)
             if want != ratio:
                 ratio = want
                 draw = unit_probes(shape, rng, True, ratio)
@@ -216,6 +220,9 @@ class PSJ(Attack):
             phi = np.where(answers, 1.0, -1.0)
             if abs(float(phi.mean())) < 1.0:
                 phi = phi - phi.mean()
+                reach = max(1.0, reach / 2.0)
+            elif delta < dist:  # one side only: x_b lies further from the boundary than the probes reach
+                reach *= 2.0
             acc = self.memory * acc + (phi.astype(np.float32) @ u).astype(np.float64) / (n_t * delta)
             t += 1
             norm_acc = float(np.linalg.norm(acc))
