@@ -47,4 +47,4 @@ def test_psj_beats_hsja_against_a_randomized_oracle():
             assert out.queries <= 2000  # the confirmation ends at the first passing check
             ratios[name].append(p.ratio(out.x_adv))
     psj, hsja = np.median(ratios["psj"]), np.median(ratios["hsja"])
-    assert psj < 0.5 * hsja, (psj, hsja)  # measured about 2.3 against 11
+    assert psj < 0.5 * hsja, (psj, hsja)  # measured about 3.0 against 11 (2.4 at max_noise_factor 4)

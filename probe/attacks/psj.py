@@ -75,7 +75,8 @@ class PSJ(Attack):
         noise_delta (float): >= 0; the probe size is at least noise_delta times the
             measured band width. (Default: 2.0)
         max_noise_factor (float): >= 1, cap on the growth of the probe count with the
-            noise. (Default: 4.0)
+            noise (2: on EfficientNet-Lite0 under smoothing, more iterations pay more than
+            more probes per iteration). (Default: 2.0)
         memory (float): in [0, 1], weight of the previous gradient estimate in the
             accumulated one. (Default: 1.0)
         max_halvings (int): >= 0, step-size halvings tried per iteration. (Default: 20)
@@ -126,7 +127,7 @@ class PSJ(Attack):
         init_num_evals: int = 50,
         max_num_evals: int = 10000,
         noise_delta: float = 2.0,
-        max_noise_factor: float = 4.0,
+        max_noise_factor: float = 2.0,
         memory: float = 1.0,
         max_halvings: int = 20,
         search_steps: int = 40,
