@@ -20,7 +20,11 @@ on where it stopped. The configurations:
 - the paper's attacks: ``hsja``, ``surfree``, ``rays``, and ``cgba`` (curvature-aware,
   not noise-aware);
 - the adaptive ones (they model the noise): ``psj`` (PopSkipJump-style HSJA),
-  ``rays+bayes`` and ``surfree+bayes`` (their boundary searches by the Bayesian bisection).
+  ``rays+bayes`` and ``surfree+bayes`` (their boundary searches by the Bayesian bisection),
+  and ``psj+f4``, PSJ with its former default ``max_noise_factor=4`` (up to 4x the probes
+  under noise; 2 since 2026-12-03: on EfficientNet-Lite0 the iterations pay more than the
+  probes). The ``psj+f4`` folders were run as ``psj`` before the change (their ``run.json``
+  shows no option).
 
 A record counts when p_adv >= P_a = 0.5; the figure is the median L2 of the successful
 records, beside the successes. The bare model's figures come from
@@ -46,8 +50,10 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "psj": ("psj", []),
     "rays+bayes": ("rays", ["rays.bisection=bayes"]),
     "surfree+bayes": ("surfree", ["surfree.bisection=bayes"]),
+    # PSJ's former default (until 2026-12-03): up to 4x the probes under noise
+    "psj+f4": ("psj", ["psj.max_noise_factor=4"]),
 }
-ADAPTIVE = ("psj", "rays+bayes", "surfree+bayes")
+ADAPTIVE = ("psj", "rays+bayes", "surfree+bayes", "psj+f4")
 # the grid, in the order this machine runs it: the goal's cell first
 DEFAULT_CELLS = [
     (0.05, 10, 1000), (0.05, 1, 1000), (0.05, 5, 1000), (0.15, 10, 1000), (0.15, 1, 1000), (0.15, 5, 1000),
