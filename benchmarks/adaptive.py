@@ -70,12 +70,26 @@ def parse_cell(text: str) -> tuple[float, int, int]:
     return float(sigma), int(n), int(budget)
 
 
+def finished(folder: Path, images: int) -> bool:
+    """Whether the run in ``folder`` ended on its own with every one of ``images`` images recorded:
+    nothing to resume (its ``run.json`` may name options that its configuration now leaves to
+    the defaults, or the reverse: ``psj+f4``)."""
+    path = folder / "summary.json"
+    if not path.is_file():
+        return False
+    summary = json.loads(path.read_text())
+    return not summary.get("interrupted") and summary.get("results") == summary.get("images") == images
+
+
 def run(args) -> int:
     cells = [parse_cell(c) for c in args.cells] if args.cells else DEFAULT_CELLS
     for sigma, n, budget in cells:
         for config in args.config or list(CONFIGS):
             attack, options = CONFIGS[config]
             folder = cell_dir(args.out, args.model, sigma, n, budget, config)
+            if finished(folder, args.images):
+                print(f"== sigma {sigma:g} n {n} budget {budget} {config}: done", flush=True)
+                continue
             cmd = [sys.executable, "-m", "probe", "attack", "--model", args.model, "--attack", attack,
                    "--sigma", str(sigma), "--n", str(n), "--budget", str(budget), "--limit", str(args.images),
                    "--certify-n", "0", "--seed", str(args.seed), "--device", args.device, "--out", str(folder)]
