@@ -31,7 +31,8 @@ no noise for the probe count (HSJA's then). The boundary point is the posterior 
 (the band's middle), so that the probes around it see both sides. A batch whose answers
 all agree did not reach across the boundary (x_b lies further from it than the probes
 reach, e.g. along a normal that the probes' subspace barely holds): the next probe size
-doubles, up to the distance, and halves back toward 1x after each mixed batch.
+doubles (while the probes are shorter than the distance) and halves back toward 1x after
+each mixed batch.
 
 The geometric step is HSJA's ``step="sum"`` with accumulated estimates (``memory``),
 halved until adversarial. L2 only (the paper's setting).
