@@ -10,6 +10,12 @@
     python benchmarks/adaptive.py --summarize results/adaptive --bare results/strength_effnet.jsonl \\
         results/strength_effnet_adaptive.jsonl --whitebox results/whitebox.jsonl \\
         --table results/adaptive.md --png results/adaptive.png
+    # the goal's cell on all 20 images: images 8-19 run apart (probe attack --images ...
+    # --out results/adaptive_images08-19/MODEL/CELL/CONFIG, as benchmarks/README.md says), then
+    # merged with the first 8 (a record depends on its image, not on its position)
+    python benchmarks/adaptive.py --summarize results/adaptive results/adaptive_images08-19 \
+        --cells 0.05:10:1000 --config psj rays --bare results/strength_effnet.jsonl \
+        results/strength_effnet_adaptive.jsonl --table results/adaptive20.md
 
 Each cell (sigma, n, budget) runs ``probe attack`` once per configuration, as a user runs
 it (preset ``probe``, the confirmation phase, criterion ``label``, p_adv by eq. (4) on up
@@ -139,10 +145,18 @@ def whitebox_l2(paths: list[Path]) -> dict[tuple[float, int], dict[str, float]]:
     return found
 
 
-def summarize(root: Path, bare: list[Path], table: Path | None, png: Path | None, whitebox: list[Path] | None = None) -> int:
-    rows = records(root)
+def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path | None,
+              whitebox: list[Path] | None = None, only_cells: list[str] | None = None,
+              only_configs: list[str] | None = None) -> int:
+    """The tables (and the PNG) of the records under ``roots``, merged (records are keyed by image,
+    never by position: a cell run on images 0-7 in one root and 8-19 in another is the cell on 0-19),
+    restricted to ``only_cells`` (SIGMA:N:BUDGET) and ``only_configs`` when given."""
+    wanted = {parse_cell(c) for c in only_cells} if only_cells else None
+    rows = [r for root in roots for r in records(root)
+            if (wanted is None or (r["sigma"], r["n"], r["budget"]) in wanted)
+            and (not only_configs or r["config"] in only_configs)]
     if not rows:
-        print(f"no records under {root}", file=sys.stderr)
+        print(f"no records under {', '.join(map(str, roots))}", file=sys.stderr)
         return 1
     cells = sorted({(r["sigma"], r["n"], r["budget"]) for r in rows})
     configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
@@ -244,11 +258,12 @@ def plot(med, cells, configs, bare_med_of, attacked, png: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="store_true")
-    ap.add_argument("--summarize", type=Path, help="the --out folder of a run")
+    ap.add_argument("--summarize", type=Path, nargs="+", help="the --out folders of runs (their records merged)")
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--images", type=int, default=20)
-    ap.add_argument("--cells", nargs="+", help="SIGMA:N:BUDGET, in the order to run (default: the issue's grid)")
-    ap.add_argument("--config", action="append", choices=list(CONFIGS))
+    ap.add_argument("--cells", nargs="+", help="SIGMA:N:BUDGET, in the order to run (default: the issue's grid); "
+                    "with --summarize, the cells to summarize")
+    ap.add_argument("--config", nargs="+", action="extend", choices=list(CONFIGS), help="configurations (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("results/adaptive"))
@@ -258,7 +273,7 @@ def main(argv=None) -> int:
     ap.add_argument("--png", type=Path)
     args = ap.parse_args(argv)
     if args.summarize:
-        return summarize(args.summarize, args.bare, args.table, args.png, args.whitebox)
+        return summarize(args.summarize, args.bare, args.table, args.png, args.whitebox, args.cells, args.config)
     if args.run:
         return run(args)
     ap.error("give --run or --summarize")
