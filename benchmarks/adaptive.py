@@ -13,8 +13,8 @@
     # the goal's cell on all 20 images: images 8-19 run apart (probe attack --images ...
     # --out results/adaptive_images08-19/MODEL/CELL/CONFIG, as benchmarks/README.md says), then
     # merged with the first 8 (a record depends on its image, not on its position)
-    python benchmarks/adaptive.py --summarize results/adaptive results/adaptive_images08-19 \
-        --cells 0.05:10:1000 --config psj rays --bare results/strength_effnet.jsonl \
+    python benchmarks/adaptive.py --summarize results/adaptive results/adaptive_images08-19 \\
+        --cells 0.05:10:1000 --config psj rays --bare results/strength_effnet.jsonl \\
         results/strength_effnet_adaptive.jsonl --table results/adaptive20.md
 
 Each cell (sigma, n, budget) runs ``probe attack`` once per configuration, as a user runs
