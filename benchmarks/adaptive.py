@@ -10,9 +10,10 @@
     python benchmarks/adaptive.py --summarize results/adaptive --bare results/strength_effnet.jsonl \\
         results/strength_effnet_adaptive.jsonl --whitebox results/whitebox.jsonl \\
         --table results/adaptive.md --png results/adaptive.png
-    # the goal's cell on all 20 images: images 8-19 run apart (probe attack --images ...
-    # --out results/adaptive_images08-19/MODEL/CELL/CONFIG, as benchmarks/README.md says), then
-    # merged with the first 8 (a record depends on its image, not on its position)
+    # images 8-19 apart (--first 8 --images 12), then merged with the first 8 (a record
+    # depends on its image, not on its position)
+    python benchmarks/adaptive.py --run --out results/adaptive_images08-19 --first 8 --images 12 \\
+        --cells 0.05:10:1000 --config psj rays
     python benchmarks/adaptive.py --summarize results/adaptive results/adaptive_images08-19 \\
         --cells 0.05:10:1000 --config psj rays --bare results/strength_effnet.jsonl \\
         results/strength_effnet_adaptive.jsonl --table results/adaptive20.md
@@ -87,8 +88,26 @@ def finished(folder: Path, images: int) -> bool:
     return not summary.get("interrupted") and summary.get("results") == summary.get("images") == images
 
 
+def image_args(model: str, first: int, count: int) -> list[str]:
+    """``probe attack``'s image arguments: the first ``count`` bundled images, or with ``first``
+    the ``count`` from the ``first``-th on (sorted by name, as ``probe attack`` reads a folder),
+    with the folder's labels."""
+    if first == 0:
+        return ["--limit", str(count)]
+    from probe.zoo import default_images
+
+    folder = default_images(model)
+    if folder is None:
+        raise SystemExit(f"adaptive.py: {model} has no bundled images to start at --first {first}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[first:first + count]
+    if len(files) < count:
+        raise SystemExit(f"adaptive.py: {folder} has {len(files) + first} images, not {first + count}")
+    return ["--images", *map(str, files), "--labels", str(folder / "labels.csv")]
+
+
 def run(args) -> int:
     cells = [parse_cell(c) for c in args.cells] if args.cells else DEFAULT_CELLS
+    images = image_args(args.model, args.first, args.images)
     for sigma, n, budget in cells:
         for config in args.config or list(CONFIGS):
             attack, options = CONFIGS[config]
@@ -97,7 +116,7 @@ def run(args) -> int:
                 print(f"== sigma {sigma:g} n {n} budget {budget} {config}: done", flush=True)
                 continue
             cmd = [sys.executable, "-m", "probe", "attack", "--model", args.model, "--attack", attack,
-                   "--sigma", str(sigma), "--n", str(n), "--budget", str(budget), "--limit", str(args.images),
+                   "--sigma", str(sigma), "--n", str(n), "--budget", str(budget), *images,
                    "--certify-n", "0", "--seed", str(args.seed), "--device", args.device, "--out", str(folder)]
             cmd += [a for o in options for a in ("-o", o)]
             if (folder / "results.jsonl").exists():
@@ -164,9 +183,9 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
     white = whitebox_l2(whitebox or [])
     med: dict[tuple, float] = {}
     names = [f"{c}{' *' if c in ADAPTIVE else ''}" for c in configs]
-    lines = ["Median L2 of the successes (p_adv >= 0.5, eq. 4), successes / attacked images (the first images "
+    lines = [("Median L2 of the successes (p_adv >= 0.5, eq. 4), successes / attacked images (the first images "
              "the smoothed model gets right); * adaptive (models the noise); white-box: PGD with the model's "
-             "gradients, a reference, no attack of probe's\n",
+             "gradients, a reference, no attack of probe's\n"),
              "| cell | " + " | ".join(names) + (" | white-box |" if white else " |"),
              "|---|" + "---|" * (len(configs) + bool(white))]  # fmt: skip
     for cell in cells:
@@ -182,11 +201,11 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
             out.append(f"{statistics.median(got):.2f} ({len(got)})" if got else "")
         lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {cell[2]} q | " + " | ".join(out) + " |")
     if bare:
-        lines += ["", "The best attack under smoothing against the best on the bare model (no smoothing), on the "
+        lines += ["", ("The best attack under smoothing against the best on the bare model (no smoothing), on the "
                   "same images and budget (the goal, for the adaptive ones at sigma 0.05, n 10: <= 2x); "
-                  "white-box: the same, by gradients\n",
-                  "| cell | images | best adaptive | best of all | bare best | adaptive / bare | white-box smoothed "
-                  "/ bare |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "white-box: the same, by gradients\n"),
+                  ("| cell | images | best adaptive | best of all | bare best | adaptive / bare | white-box smoothed "
+                  "/ bare |"), "|---|---|---|---|---|---|---|"]  # fmt: skip
         for cell in cells:
             q = str(cell[2])
             bare_med = bare_medians(bare, attacked[cell])
@@ -260,7 +279,8 @@ def main(argv=None) -> int:
     ap.add_argument("--run", action="store_true")
     ap.add_argument("--summarize", type=Path, nargs="+", help="the --out folders of runs (their records merged)")
     ap.add_argument("--model", default="efficientnet-lite0")
-    ap.add_argument("--images", type=int, default=20)
+    ap.add_argument("--images", type=int, default=20, help="how many bundled images (default: 20)")
+    ap.add_argument("--first", type=int, default=0, help="the index of the first bundled image (default: 0)")
     ap.add_argument("--cells", nargs="+", help="SIGMA:N:BUDGET, in the order to run (default: the issue's grid); "
                     "with --summarize, the cells to summarize")
     ap.add_argument("--config", nargs="+", action="extend", choices=list(CONFIGS), help="configurations (default: all)")
