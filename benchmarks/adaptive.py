@@ -180,7 +180,7 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
     cells = sorted({(r["sigma"], r["n"], r["budget"]) for r in rows})
     configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
     attacked = {cell: {r["image"] for r in rows if (r["sigma"], r["n"], r["budget"]) == cell} for cell in cells}
-    # a configuration that ran on part of a cell's images only (merged roots) is shown, not compared
+    # a configuration that ran on part of a cell's images only (merged roots): in the first table, not compared or plotted
     whole = {(c, *cell) for cell in cells for c in configs
              if {r["image"] for r in rows if r["config"] == c and (r["sigma"], r["n"], r["budget"]) == cell}
              == attacked[cell]}
@@ -236,13 +236,15 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
     if table:
         table.write_text(text + "\n")
     if png:
-        plot(med, cells, configs, lambda images: bare_medians(bare, images) if bare else {}, attacked, png)
+        shown = {k: v for k, v in med.items() if k in whole}
+        plot(shown, cells, configs, lambda images: bare_medians(bare, images) if bare else {}, attacked, png)
     return 0
 
 
 def plot(med, cells, configs, bare_med_of, attacked, png: Path) -> None:
-    """Query-vs-distortion: one panel per (sigma, n), rows by sigma, columns by n; the dashed line is the
-    best attack on the bare model, on that panel's images."""
+    """Query-vs-distortion: one panel per (sigma, n), rows by sigma, columns by n, from ``med`` (only the
+    configurations that ran on all of a cell's images); the dashed line is the best attack on the bare
+    model, on that panel's images."""
     import matplotlib
 
     matplotlib.use("Agg")
