@@ -17,6 +17,11 @@
     python benchmarks/adaptive.py --summarize results/adaptive results/adaptive_images08-19 \\
         --cells 0.05:10:1000 --config psj rays --bare results/strength_effnet.jsonl \\
         results/strength_effnet_adaptive.jsonl --table results/adaptive20.md
+    # on a lent GPU whose ONNX Runtime has no CUDA provider: the model in PyTorch
+    # (torch_runtime.py), 11 runs at once, stopped (resumably) after 420 s; adaptive_gpu.sh
+    # does this for images 8-19 and the 2,000-query cells of images 0-7
+    python benchmarks/adaptive.py --run --out results/adaptive_images08-19 --first 8 --images 12 \\
+        --torch-device cuda --jobs 11 --deadline 420
 
 Each cell (sigma, n, budget) runs ``probe attack`` once per configuration, as a user runs
 it (preset ``probe``, the confirmation phase, criterion ``label``, p_adv by eq. (4) on up
@@ -44,9 +49,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 CONFIGS: dict[str, tuple[str, list[str]]] = {
@@ -106,8 +114,19 @@ def image_args(model: str, first: int, count: int) -> list[str]:
 
 
 def run(args) -> int:
+    """Every (cell, configuration) not finished, in order, ``--jobs`` ``probe attack`` processes at once;
+    past ``--deadline`` seconds the running ones are asked to stop (SIGTERM: each keeps its finished
+    records, and ``--resume`` goes on from them) and no more are started."""
     cells = [parse_cell(c) for c in args.cells] if args.cells else DEFAULT_CELLS
     images = image_args(args.model, args.first, args.images)
+    launcher, env = [sys.executable, "-m", "probe"], dict(os.environ)
+    if args.torch_device:  # the model in PyTorch (torch_runtime.py): a GPU without ONNX Runtime's CUDA provider
+        launcher = [sys.executable, str(Path(__file__).with_name("torch_runtime.py"))]
+        env["PROBE_TORCH_DEVICE"] = args.torch_device
+    if args.jobs > 1:  # one core a run
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    logs = args.out / "_logs"
+    todo = []
     for sigma, n, budget in cells:
         for config in args.config or list(CONFIGS):
             attack, options = CONFIGS[config]
@@ -115,17 +134,40 @@ def run(args) -> int:
             if finished(folder, args.images):
                 print(f"== sigma {sigma:g} n {n} budget {budget} {config}: done", flush=True)
                 continue
-            cmd = [sys.executable, "-m", "probe", "attack", "--model", args.model, "--attack", attack,
+            cmd = [*launcher, "attack", "--model", args.model, "--attack", attack,
                    "--sigma", str(sigma), "--n", str(n), "--budget", str(budget), *images,
                    "--certify-n", "0", "--seed", str(args.seed), "--device", args.device, "--out", str(folder)]
             cmd += [a for o in options for a in ("-o", o)]
             if (folder / "results.jsonl").exists():
                 cmd.append("--resume")
-            print(f"== sigma {sigma:g} n {n} budget {budget} {config}", flush=True)
-            done = subprocess.run(cmd, check=False)
-            if done.returncode:
-                return done.returncode
-    return 0
+            todo.append((f"sigma {sigma:g} n {n} budget {budget} {config}", cmd))
+    started = time.monotonic()
+    deadline = started + args.deadline if args.deadline else math.inf
+    running: list[tuple[str, subprocess.Popen]] = []
+    failed, stopped = 0, False
+    while todo or running:
+        while todo and len(running) < args.jobs and time.monotonic() < deadline:
+            name, cmd = todo.pop(0)
+            print(f"== {name}", flush=True)
+            log = None
+            if args.jobs > 1:  # progress bars of several runs would interleave: each run's output to its log
+                logs.mkdir(parents=True, exist_ok=True)
+                log = open(logs / (name.replace(" ", "_") + ".log"), "w")
+            running.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=log)))
+        if time.monotonic() >= deadline and not stopped:
+            stopped, todo = True, []
+            for _, proc in running:  # once: a second SIGTERM would stop it at once, not at a checkpoint
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        for name, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((name, proc))
+                print(f"== {name}: exit {proc.returncode} ({time.monotonic() - started:.0f} s)", flush=True)
+                failed += proc.returncode != 0
+                if proc.returncode and args.jobs == 1 and not args.deadline:
+                    return proc.returncode
+    return 1 if failed else 0
 
 
 def records(root: Path) -> list[dict]:
@@ -296,6 +338,9 @@ def main(argv=None) -> int:
     ap.add_argument("--config", nargs="+", action="extend", choices=list(CONFIGS), help="configurations (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--torch-device", help="run the model in PyTorch on this device (torch_runtime.py), e.g. cuda")
+    ap.add_argument("--jobs", type=int, default=1, help="probe attack processes at once (default: 1)")
+    ap.add_argument("--deadline", type=float, help="seconds after which the runs are stopped (resumable)")
     ap.add_argument("--out", type=Path, default=Path("results/adaptive"))
     ap.add_argument("--bare", type=Path, nargs="*", default=[], help="attack_strength.py rows without smoothing")
     ap.add_argument("--whitebox", type=Path, nargs="*", default=[], help="smoothed_whitebox.py rows")
