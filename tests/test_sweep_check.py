@@ -249,3 +249,60 @@ def test_baseline_round_trip_and_regression(straight, tmp_path, run_main):
     failed = [c for c in json.loads(regressed.stdout)["checks"] if not c["ok"]]
     assert failed and all(c["metric"] == "median L2" for c in failed)
     assert run_main("check", worse, "--baseline", baseline, "--max-drop", "0.5").returncode == 0
+
+
+ALL = """
+name = "all"
+models = ["cifar10-cnn"]
+limit = 1
+attacks = "all"
+budget = 60
+sigma = [0, 0.05]
+n = [3]
+pa = [0.5]
+
+[attack.rays]
+bisection = "bayes"
+"""
+
+
+def test_sweep_report_and_gate_take_every_attack_with_the_noise_aware_options(tmp_path, run_main):
+    """``attacks = "all"`` runs every attack, the noise-aware ones (psj, cgba) among them, with a
+    noise-aware option set from the sweep file; the report has a row for each; the gate's baseline
+    an entry for each, and a regressed psj alone fails it."""
+    from probe.attacks import ATTACKS
+
+    pytest.importorskip("matplotlib")
+    assert {"psj", "cgba"} <= set(ATTACKS)
+    (tmp_path / "all.toml").write_text(ALL)
+    out = tmp_path / "out"
+    ran = CliRunner().invoke(app, ["sweep", str(tmp_path / "all.toml"), "--out", str(out), "--json", "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    records = [r for r in read_jsonl(out / RESULTS) if not r["skipped"]]
+    assert sorted(r["attack"] for r in records) == sorted(list(ATTACKS) * 2)  # the one image, once per attack and sigma
+    assert all(0 < r["queries"] <= 60 for r in records)
+    def params(r):  # under smoothing the attack's parameters sit inside the confirmation phase's
+        return r["params"].get("attack", r["params"])
+
+    assert all(params(r)["bisection"] == "bayes" for r in records if r["attack"] == "rays")
+    assert all(params(r).get("bisection") != "bayes" for r in records if r["attack"] != "rays")
+
+    report = CliRunner().invoke(app, ["report", str(out)])
+    assert report.exit_code == 0, report.output
+    rows = _md_table((out / "report.md").read_text(), "configuration | attack | successes")
+    assert sorted(row["attack"] for row in rows) == sorted(list(ATTACKS) * 2)
+
+    baseline = tmp_path / "baseline.json"
+    assert run_main("check", out, "--write-baseline", baseline).returncode == 0
+    entries = json.loads(baseline.read_text())["entries"]
+    assert {e["attack"] for e in entries} == set(ATTACKS)
+    # without smoothing every attack finds one (at sigma 0.05 and 60 queries most fall short of P_a)
+    assert all(e["median_l2"] is not None for e in entries if e["config"] == next(
+        c["config"] for c in read_jsonl(out / CONFIGS) if c["sigma"] == 0))
+    worse = [dict(r, l2=r["l2"] * 0.5) if r["attack"] == "psj" and r["l2"] is not None else r
+             for r in read_jsonl(out / RESULTS)]
+    (out / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in worse))
+    regressed = run_main("check", out, "--baseline", baseline, "--max-drop", "0.1", "--json")
+    assert regressed.returncode == 1
+    failed = {c["attack"] for c in json.loads(regressed.stdout)["checks"] if not c["ok"]}
+    assert failed == {"psj"}
