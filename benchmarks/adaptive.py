@@ -143,7 +143,7 @@ def run(args) -> int:
             todo.append((f"sigma {sigma:g} n {n} budget {budget} {config}", cmd))
     started = time.monotonic()
     deadline = started + args.deadline if args.deadline else math.inf
-    running: list[tuple[str, subprocess.Popen]] = []
+    running: list[tuple[str, subprocess.Popen, object]] = []
     failed, stopped = 0, False
     while todo or running:
         while todo and len(running) < args.jobs and time.monotonic() < deadline:
@@ -153,16 +153,18 @@ def run(args) -> int:
             if args.jobs > 1:  # progress bars of several runs would interleave: each run's output to its log
                 logs.mkdir(parents=True, exist_ok=True)
                 log = open(logs / (name.replace(" ", "_") + ".log"), "w")
-            running.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=log)))
+            running.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=log), log))
         if time.monotonic() >= deadline and not stopped:
             stopped, todo = True, []
-            for _, proc in running:  # once: a second SIGTERM would stop it at once, not at a checkpoint
+            for _, proc, _ in running:  # once: a second SIGTERM would stop it at once, not at a checkpoint
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
-        for name, proc in list(running):
+        for name, proc, log in list(running):
             if proc.poll() is not None:
-                running.remove((name, proc))
+                running.remove((name, proc, log))
+                if log is not None:
+                    log.close()
                 print(f"== {name}: exit {proc.returncode} ({time.monotonic() - started:.0f} s)", flush=True)
                 failed += proc.returncode != 0
                 if proc.returncode and args.jobs == 1 and not args.deadline:
@@ -347,6 +349,8 @@ def main(argv=None) -> int:
     ap.add_argument("--table", type=Path)
     ap.add_argument("--png", type=Path)
     args = ap.parse_args(argv)
+    if args.jobs < 1 or (args.deadline is not None and args.deadline <= 0):
+        ap.error("--jobs must be >= 1 and --deadline > 0")
     if args.summarize:
         return summarize(args.summarize, args.bare, args.table, args.png, args.whitebox, args.cells, args.config)
     if args.run:
