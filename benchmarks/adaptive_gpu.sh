@@ -8,8 +8,9 @@
 #   pip download --no-deps --only-binary=:all: -d .whl onnx2torch==1.5.15   # here, once
 #   benchmarks/adaptive_gpu.sh DEADLINE_S                                     # there
 #
-# Output (under $OUT, or benchmarks/results when unset): adaptive_gpu.log, agreement of
-# PyTorch's labels with ONNX Runtime's, and results.tgz (the records of both roots).
+# Output: on stdout, the agreement of PyTorch's labels with ONNX Runtime's and the GPU's load;
+# under $OUT (benchmarks/results when unset) adaptive_gpu_a.log and adaptive_gpu_b.log (the two
+# adaptive.py runs) and results.tgz (the records of both roots).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEADLINE=${1:-380}

@@ -281,6 +281,7 @@ def test_sweep_report_and_gate_take_every_attack_with_the_noise_aware_options(tm
     records = [r for r in read_jsonl(out / RESULTS) if not r["skipped"]]
     assert sorted(r["attack"] for r in records) == sorted(list(ATTACKS) * 2)  # the one image, once per attack and sigma
     assert all(0 < r["queries"] <= 60 for r in records)
+
     def params(r):  # under smoothing the attack's parameters sit inside the confirmation phase's
         return r["params"].get("attack", r["params"])
 
