@@ -33,6 +33,8 @@ on where it stopped. The configurations:
   not noise-aware);
 - the adaptive ones (they model the noise): ``psj`` (PopSkipJump-style HSJA),
   ``rays+bayes`` and ``surfree+bayes`` (their boundary searches by the Bayesian bisection),
+  ``cgba+bayes`` (CGBA's noise-aware mode: its line and arc searches Bayesian, its probes
+  across the measured band),
   and ``psj+f4``, PSJ with its former default ``max_noise_factor=4`` (up to 4x the probes
   under noise; 2 since 2026-12-03: on EfficientNet-Lite0 the iterations pay more than the
   probes). The ``psj+f4`` folders were run as ``psj`` before the change (their ``run.json``
@@ -65,10 +67,12 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "psj": ("psj", []),
     "rays+bayes": ("rays", ["rays.bisection=bayes"]),
     "surfree+bayes": ("surfree", ["surfree.bisection=bayes"]),
+    # CGBA noise aware (2026-12-04): noise-aware searches, probes across the measured band
+    "cgba+bayes": ("cgba", ["cgba.bisection=bayes"]),
     # PSJ's former default (until 2026-12-03): up to 4x the probes under noise
     "psj+f4": ("psj", ["psj.max_noise_factor=4"]),
 }
-ADAPTIVE = ("psj", "rays+bayes", "surfree+bayes", "psj+f4")
+ADAPTIVE = ("psj", "rays+bayes", "surfree+bayes", "psj+f4", "cgba+bayes")
 # the grid, in the order this machine runs it: the goal's cell first
 DEFAULT_CELLS = [
     (0.05, 10, 1000), (0.05, 1, 1000), (0.05, 5, 1000), (0.15, 10, 1000), (0.15, 1, 1000), (0.15, 5, 1000),

@@ -32,6 +32,19 @@ paper's 4.51); the x1.1 growth keeps the linear check at 3x32x32 (2.1x the optim
 2,000 queries, 2.7x with a fixed subspace), at no clear cost on the real model. The angle
 bisection bracketed from the last adversarial alpha_k (``bracket``) is an option, off.
 
+Noise aware (``bisection="bayes"``, an adaptive attack against a randomized defense):
+each line and arc search is the info-max search of :mod:`probe.attacks.noisy_search`
+(``search_steps`` queries, repeats included), the new boundary point is its posterior's
+0.9 quantile (just outside the noisy band, on the adversarial side, never re-queried),
+and the probes of the normal estimate are at least ``noise_delta`` measured band widths
+long: probes inside the band see coin flips. Once the answers have contradicted each
+other, they reach ``noise_delta * sqrt(k)`` band widths (k: the probes' dimension), up to
+``noise_radius * D``, as PSJ's (:mod:`probe.attacks.psj`); a batch whose answers all agree
+doubles the next probe size. Against a deterministic oracle it costs a little (3x8x8
+linear, 2,000 queries: 1.09x the optimum against 1.05x), against a random one it pays
+(sigma 0.05, Confirmed, 5 seeds: median 2.4x the optimum against 6.9x at n 4, 2.6x
+against 6.7x at n 5; on EfficientNet-Lite0, see benchmarks/README.md).
+
 Every query goes through the Tracker: the budget is exact and the result is the best
 verified adversarial.
 """
@@ -43,8 +56,9 @@ from typing import Generator
 
 import numpy as np
 
-from probe.attacks.base import Answers, Attack, Points, Tracker
-from probe.attacks.directions import unit_probes
+from probe.attacks.base import Answers, Attack, Points, Tracker, distance
+from probe.attacks.directions import probe_dim, unit_probes
+from probe.attacks.noisy_search import BISECTIONS, bayes_search, noise_probe_size
 from probe.attacks.search import bisect, blend, check_start, corner_start, noise_init
 from probe.validate import check_choice, check_int, check_real
 
@@ -87,6 +101,16 @@ class CGBA(Attack):
             100). (Default: 100)
         max_init_tries (int): >= 1, random images tried to find a first adversarial.
             (Default: 100)
+        bisection (str): "plain" (the paper's deterministic searches) or "bayes" (noise
+            aware: every line and arc search is the info-max search of
+            :mod:`probe.attacks.noisy_search`, and the probes reach across the band it
+            measures; see the module notes). (Default: 'plain')
+        search_steps (int): >= 1, queries per noise-aware search. (Default: 40)
+        noise_delta (float): >= 0; noise aware, the probes are at least noise_delta
+            measured band widths long. (Default: 2.0)
+        noise_radius (float): >= 0; noise aware, once the answers have contradicted each
+            other, the probes grow to noise_delta band widths times sqrt(k) (k: the
+            probes' dimension) but no longer than noise_radius * D. (Default: 0.2)
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (any shape works).
@@ -109,6 +133,8 @@ class CGBA(Attack):
         True
         >>> CGBA(method="cgba_h", bracket=True)  # doctest: +ELLIPSIS
         CGBA(norm='l2', method='cgba_h', init_num_evals=30, ..., bracket=True, ...)
+        >>> CGBA(bisection="bayes")  # noise aware: against a randomized defense  # doctest: +ELLIPSIS
+        CGBA(norm='l2', ..., bisection='bayes', search_steps=40, noise_delta=2.0, noise_radius=0.2)
     """
 
     name = "cgba"
@@ -130,6 +156,10 @@ class CGBA(Attack):
         tol: float = 1e-4,
         max_steps: int = 100,
         max_init_tries: int = 100,
+        bisection: str = "plain",
+        search_steps: int = 40,
+        noise_delta: float = 2.0,
+        noise_radius: float = 0.2,
     ) -> None:
         self.norm = self._check_norm(norm)
         self.method = check_choice("method", method, METHODS)
@@ -144,17 +174,29 @@ class CGBA(Attack):
         self.tol = check_real("tol", tol, 0.0, None, low_closed=False)
         self.max_steps = check_int("max_steps", max_steps, 1)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 1)
+        self.bisection = check_choice("bisection", bisection, BISECTIONS)
+        self.search_steps = check_int("search_steps", search_steps, 1)
+        self.noise_delta = check_real("noise_delta", noise_delta, 0.0, None)
+        self.noise_radius = check_real("noise_radius", noise_radius, 0.0, None)
 
     def _line(self, tracker: Tracker, x0: np.ndarray, x_adv: np.ndarray, guess: float | None = None):
-        """Bisect the segment from x0 to the adversarial x_adv: the boundary point (adversarial end)."""
+        """Search the segment from x0 to the adversarial x_adv: (boundary point on its adversarial
+        side, band width in L2 units (0 for the plain bisection), whether the answers contradicted
+        each other)."""
+        if self.bisection == "bayes":
+            out = yield from bayes_search(
+                tracker, blend(x0, x_adv), 0.0, 1.0, tol=0.0, rtol=self.tol, max_steps=self.search_steps
+            )
+            return out.x, out.scale * distance(x_adv, x0, "l2"), out.contradicted
         _, x_b = yield from bisect(
             tracker, blend(x0, x_adv), 0.0, 1.0, tol=0.0, guess=guess, x_hi=x_adv, rtol=self.tol,
             max_steps=self.max_steps,
         )
-        return x_b
+        return x_b, 0.0, False
 
     def _normal(self, tracker: Tracker, x_b: np.ndarray, step: float, draw, n: int):
-        """The normal estimate at x_b from n probes of length ``step`` (one batch), flat (d,)."""
+        """The normal estimate at x_b from n probes of length ``step`` (one batch), flat (d,), and
+        whether the answers were mixed (probes that all land on one side did not reach across)."""
         pts = draw(n)
         pts *= np.float32(step)
         pts += x_b[None]
@@ -163,9 +205,10 @@ class CGBA(Attack):
         pts -= x_b[None]  # the directions actually probed (after clipping)
         u = pts.reshape(n, -1)
         phi = np.where(answers, 1.0, -1.0)
-        if self.baseline and abs(float(phi.mean())) < 1.0:
+        mixed = abs(float(phi.mean())) < 1.0
+        if self.baseline and mixed:
             phi = phi - phi.mean()
-        return (phi.astype(np.float32) @ u).astype(np.float64) / (n * step)
+        return (phi.astype(np.float32) @ u).astype(np.float64) / (n * step), mixed
 
     def _search(
         self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
@@ -180,11 +223,12 @@ class CGBA(Attack):
             x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
             return
-        x_b = yield from self._line(tracker, x0, x_adv)
+        x_b, band, random = yield from self._line(tracker, x0, x_adv)
         x0f = x0.ravel().astype(np.float64)
         ratio = self.subspace
         draw = unit_probes(shape, rng, True, ratio)
         acc = np.zeros(d, dtype=np.float64)
+        reach = 1.0  # noise aware: doubled after a batch whose answers all agree
         t = 1
         while tracker.remaining > 0:
             diff = x_b.ravel().astype(np.float64) - x0f
@@ -198,7 +242,16 @@ class CGBA(Attack):
                     ratio = grown
                     draw = unit_probes(shape, rng, True, ratio)
             n_t = max(1, min(int(self.init_num_evals * math.sqrt(t)), self.max_num_evals, tracker.remaining))
-            g = yield from self._normal(tracker, x_b, self.delta * D, draw, n_t)
+            step = self.delta * D
+            if self.bisection == "bayes":  # probes that reach across the measured band
+                step = noise_probe_size(band, step, self.noise_delta)
+                if random:
+                    crossing = self.noise_delta * band * math.sqrt(probe_dim(shape, ratio))
+                    step = max(step, min(crossing, self.noise_radius * D))
+                step *= reach
+            g, mixed = yield from self._normal(tracker, x_b, step, draw, n_t)
+            if self.bisection == "bayes":
+                reach = max(1.0, reach / 2.0) if mixed else (2.0 * reach if step < D else reach)
             t += 1
             acc = self.memory * acc + g
             w = acc - float(acc @ v) * v
@@ -213,10 +266,22 @@ class CGBA(Attack):
                 p = x0f + c * math.cos(alpha) * v + c * math.sin(alpha) * w
                 return np.clip(p, 0.0, 1.0).astype(np.float32).reshape(shape)
 
-            if method == "cgba":
-                x_b = yield from self._semicircle(tracker, arc, x_b, D)
+            if method == "cgba" and self.bisection == "bayes":
+                x_b, band, noisy = yield from self._arc(tracker, arc, D)
+            elif method == "cgba":
+                x_b, band, noisy = (yield from self._semicircle(tracker, arc, x_b, D)), 0.0, False
             else:
-                x_b = yield from self._halving(tracker, x0, arc, x_b, theta)
+                x_b, band, noisy = yield from self._halving(tracker, x0, arc, x_b, theta, band)
+            random = random or noisy
+
+    def _arc(self, tracker: Tracker, arc, D: float):
+        """CGBA's semicircle searched by the noise-aware search: on a = pi / 2 - alpha (a = 0 is
+        x0, a = pi / 2 the boundary point x_b), the crossing nearest x0; returns as :meth:`_line`."""
+        half = 0.5 * math.pi
+        out = yield from bayes_search(
+            tracker, lambda a: arc(half - a), 0.0, half, tol=0.0, rtol=self.tol, max_steps=self.search_steps
+        )
+        return out.x, out.scale * D, out.contradicted
 
     def _semicircle(self, tracker: Tracker, arc, x_b: np.ndarray, D: float):
         """CGBA: alpha_k = (pi / 2)(1 - 2^-k) until not adversarial, then the angle bisection."""
@@ -238,8 +303,9 @@ class CGBA(Attack):
         )
         return x_adv
 
-    def _halving(self, tracker: Tracker, x0: np.ndarray, arc, x_b: np.ndarray, theta: float):
-        """CGBA-H: alpha_k = theta / 2^k until adversarial, then the line bisection to x0."""
+    def _halving(self, tracker: Tracker, x0: np.ndarray, arc, x_b: np.ndarray, theta: float, band: float):
+        """CGBA-H: alpha_k = theta / 2^k until adversarial, then the line search to x0; returns as
+        :meth:`_line` (x_b and ``band`` unchanged when no alpha_k was adversarial)."""
         for k in range(1, self.max_steps + 1):
             alpha = theta / 2.0**k
             x = arc(alpha)
@@ -249,4 +315,4 @@ class CGBA(Attack):
                 if self.bracket:
                     guess = min(math.cos(theta) / max(math.cos(alpha) * math.cos(theta - alpha), 1e-12), 1.0)
                 return (yield from self._line(tracker, x0, x, guess=guess if guess and guess < 1.0 else None))
-        return x_b
+        return x_b, band, False
