@@ -93,7 +93,7 @@ def attack(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the results already in --out.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Attack each image with HSJA, SurFree and/or RayS through the query-only (smoothed) oracle."""
+    """Attack each image with HSJA, SurFree, RayS, CGBA and/or PSJ through the query-only (smoothed) oracle."""
     from probe.attacks import ATTACKS
     from probe.attacks.presets import AttackSettings, parse_options
     from probe.oracle import RULES
