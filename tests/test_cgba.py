@@ -7,7 +7,7 @@ import pytest
 
 from probe.attacks import CGBA, HSJA, Confirmed, make_attack, run_attack
 from probe.attacks.base import Tracker
-from probe.attacks.noisy_search import bayes_search
+from probe.attacks.noisy_search import bayes_search, crossing_probe_size
 from probe.attacks.presets import PRESETS
 from probe.attacks.search import bisect, blend
 from probe.errors import ProbeError
@@ -122,6 +122,22 @@ def test_bayes_bisection_tells_a_random_oracle_from_a_deterministic_one():
             found = drive(search, p.is_adv)
             seen[sigma] += found.contradicted
     assert seen[0.0] == 0 and seen[0.05] >= 7, seen
+
+
+def test_crossing_probes_reach_across_the_band_along_the_normal():
+    """Once the oracle is seen to be random (PSJ and CGBA's bayes mode), a probe in a k-dim
+    subspace must be long enough that its component along the normal (about 1 / sqrt(k) of
+    it) crosses ``factor`` band widths, capped; never shorter than the plain probe size."""
+    band, factor, k = 0.3, 2.0, 400
+    size = crossing_probe_size(band, 0.01, factor, k, cap=100.0)
+    assert size == pytest.approx(factor * band * np.sqrt(k))  # 12.0
+    probes = np.random.default_rng(0).standard_normal((2000, k))
+    along = size * np.abs(probes[:, 0]) / np.linalg.norm(probes, axis=1)
+    assert np.median(along) > 0.6 * factor * band  # measured 0.67 * size / sqrt(k)
+    assert crossing_probe_size(band, 0.01, factor, k, cap=5.0) == pytest.approx(5.0)  # the cap
+    assert crossing_probe_size(band, 0.01, factor, k, cap=0.1) == pytest.approx(factor * band)  # never below
+    assert crossing_probe_size(band, 20.0, factor, k, cap=5.0) == pytest.approx(20.0)  # the base step
+    assert crossing_probe_size(float("nan"), 0.5, factor, k, cap=5.0) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("name", ["rays", "surfree", "cgba"])

@@ -60,7 +60,7 @@ import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import probe_dim, unit_probes
-from probe.attacks.noisy_search import BISECTIONS, bayes_search, noise_probe_size
+from probe.attacks.noisy_search import BISECTIONS, bayes_search, crossing_probe_size, noise_probe_size
 from probe.attacks.search import bisect, blend, check_start, corner_start, noise_init
 from probe.validate import check_choice, check_int, check_real
 
@@ -225,7 +225,7 @@ class CGBA(Attack):
             x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
             return
-        x_b, band, random = yield from self._line(tracker, x0, x_adv)
+        x_b, band, contradicted = yield from self._line(tracker, x0, x_adv)
         x0f = x0.ravel().astype(np.float64)
         ratio = self.subspace
         draw = unit_probes(shape, rng, True, ratio)
@@ -246,10 +246,11 @@ class CGBA(Attack):
             n_t = max(1, min(int(self.init_num_evals * math.sqrt(t)), self.max_num_evals, tracker.remaining))
             step = self.delta * D
             if self.bisection == "bayes":  # probes that reach across the measured band
-                step = noise_probe_size(band, step, self.noise_delta)
-                if random:
-                    crossing = self.noise_delta * band * math.sqrt(probe_dim(shape, ratio))
-                    step = max(step, min(crossing, self.noise_radius * D))
+                if contradicted:
+                    cap = self.noise_radius * D
+                    step = crossing_probe_size(band, step, self.noise_delta, probe_dim(shape, ratio), cap)
+                else:
+                    step = noise_probe_size(band, step, self.noise_delta)
                 step *= reach
             g, mixed = yield from self._normal(tracker, x_b, step, draw, n_t)
             if self.bisection == "bayes":
@@ -274,7 +275,7 @@ class CGBA(Attack):
                 x_b, band, noisy = (yield from self._semicircle(tracker, arc, x_b, D)), 0.0, False
             else:
                 x_b, band, noisy = yield from self._halving(tracker, x0, arc, x_b, theta, band)
-            random = random or noisy
+            contradicted = contradicted or noisy
 
     def _arc(self, tracker: Tracker, arc, D: float):
         """CGBA's semicircle searched by the noise-aware search: on a = pi / 2 - alpha (a = 0 is

@@ -203,3 +203,13 @@ def noise_probe_size(scale: float, base: float, factor: float) -> float:
     """The probe size for a gradient estimate: ``max(base, factor * scale)`` where ``scale``
     is the measured band width (distance units): probes inside the band see coin flips."""
     return max(float(base), float(factor) * float(scale)) if math.isfinite(scale) else float(base)
+
+
+def crossing_probe_size(scale: float, base: float, factor: float, dim: int, cap: float) -> float:
+    """The probe size once the answers have contradicted each other (the oracle is random):
+    ``noise_probe_size(scale, base, factor)``, and at least long enough to cross the band from
+    a ``dim``-dimensional probe subspace (``factor * sqrt(dim)`` band widths, a random unit
+    probe holds about ``1 / sqrt(dim)`` of the normal), that part capped at ``cap``."""
+    near = noise_probe_size(scale, base, factor)
+    across = noise_probe_size(scale, base, factor * math.sqrt(dim))
+    return max(near, min(across, float(cap)))

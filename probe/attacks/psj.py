@@ -50,7 +50,7 @@ import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import probe_dim, unit_probes
-from probe.attacks.noisy_search import bayes_search, noise_probe_size
+from probe.attacks.noisy_search import bayes_search, crossing_probe_size, noise_probe_size
 from probe.attacks.search import blend, check_start, corner_start, noise_init
 from probe.validate import check_int, check_real
 
@@ -183,7 +183,7 @@ class PSJ(Attack):
             x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
             return
-        x_b, dist, band, random = yield from self._to_boundary(tracker, x0, x_adv, rtol, None)
+        x_b, dist, band, contradicted = yield from self._to_boundary(tracker, x0, x_adv, rtol, None)
         ratio = self.subspace
         draw = unit_probes(shape, rng, True, ratio)
         acc = np.zeros(d, dtype=np.float64)
@@ -193,10 +193,10 @@ class PSJ(Attack):
             base = 0.1 if t == 1 else math.sqrt(d) * theta * dist
             # a band no wider than the searches' resolution is no measured noise
             noise = band if band > RESOLUTION * dist else 0.0
-            if random:  # a small fixed subspace; probes long enough to cross the band, within noise_radius dist
+            if contradicted:  # a small fixed subspace; probes long enough to cross the band, within noise_radius dist
                 want = self.noise_subspace
-                crossing = noise_probe_size(band, base, self.noise_delta * math.sqrt(probe_dim(shape, want)))
-                delta = max(noise_probe_size(band, base, self.noise_delta), min(crossing, self.noise_radius * dist))
+                cap = self.noise_radius * dist
+                delta = crossing_probe_size(band, base, self.noise_delta, probe_dim(shape, want), cap)
             else:
                 # HSJA's growing subspace; the probes still reach across the fitted band, which is
                 # how well the search placed x_b (a deterministic oracle's band is the search's
@@ -246,7 +246,7 @@ class PSJ(Attack):
                     break
                 eps /= 2.0
             if x_new is not None:
-                x_b2, dist2, band2, random2 = yield from self._to_boundary(tracker, x0, x_new, rtol, dist)
-                random = random or random2
+                x_b2, dist2, band2, contradicted2 = yield from self._to_boundary(tracker, x0, x_new, rtol, dist)
+                contradicted = contradicted or contradicted2
                 if dist2 > 0.0:
                     x_b, dist, band = x_b2, dist2, band2
