@@ -17,6 +17,9 @@
     python benchmarks/adaptive.py --summarize results/adaptive results/adaptive_images08-19 \\
         --cells 0.05:10:1000 --config psj rays --bare results/strength_effnet.jsonl \\
         results/strength_effnet_adaptive.jsonl --table results/adaptive20.md
+    # image by image: on how many images one configuration is closer than another
+    python benchmarks/adaptive.py --summarize results/adaptive results/adaptive_images08-19 \\
+        --cells 0.05:10:1000 0.15:10:1000 --versus cgba+bayes cgba
     # on a lent GPU whose ONNX Runtime has no CUDA provider: the model in PyTorch
     # (torch_runtime.py), 11 runs at once, stopped (resumably) after 420 s; adaptive_gpu.sh
     # does this for images 8-19 and the 2,000-query cells of images 0-7
@@ -214,7 +217,7 @@ def whitebox_l2(paths: list[Path]) -> dict[tuple[float, int], dict[str, float]]:
 
 def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path | None,
               whitebox: list[Path] | None = None, only_cells: list[str] | None = None,
-              only_configs: list[str] | None = None) -> int:
+              only_configs: list[str] | None = None, versus: list[str] | None = None) -> int:
     """The tables (and the PNG) of the records under ``roots``, merged (records are keyed by image,
     never by position: a cell run on images 0-7 in one root and 8-19 in another is the cell on 0-19),
     restricted to ``only_cells`` (SIGMA:N:BUDGET) and ``only_configs`` when given."""
@@ -279,6 +282,8 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
             lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {q} q | {len(attacked[cell])} | {adaptive[1]} "
                          f"{adaptive[0]:.2f} | {best[1]} {best[0]:.2f} | {b_name} {b:.2f} | "
                          f"{adaptive[0] / b:.2f}x | {wr} |")  # fmt: skip
+    if versus:
+        lines += ["", head_to_head(rows, cells, *versus)]
     text = "\n".join(lines)
     print(text)
     if table:
@@ -287,6 +292,22 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
         shown = {k: v for k, v in med.items() if k in whole}
         plot(shown, cells, configs, lambda images: bare_medians(bare, images) if bare else {}, attacked, png)
     return 0
+
+
+def head_to_head(rows: list[dict], cells: list[tuple], a: str, b: str) -> str:
+    """Image by image, in each cell: on how many of the images both ran is ``a`` closer than ``b``
+    (a failure is infinitely far; ties count for neither). Medians hide this when the spread is wide."""
+    lines = [f"Image by image: {a} closer than {b} (L2 of the record; a failure is infinitely far)\n",
+             f"| cell | images | {a} closer | {b} closer |", "|---|---|---|---|"]
+    for cell in cells:
+        l2 = {c: {r["image"]: (r["l2"] if r["success"] else math.inf) for r in rows
+                  if r["config"] == c and (r["sigma"], r["n"], r["budget"]) == cell} for c in (a, b)}
+        both = sorted(set(l2[a]) & set(l2[b]))
+        if both:
+            wins = sum(l2[a][i] < l2[b][i] for i in both)
+            losses = sum(l2[a][i] > l2[b][i] for i in both)
+            lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {cell[2]} q | {len(both)} | {wins} | {losses} |")
+    return "\n".join(lines)
 
 
 def plot(med, cells, configs, bare_med_of, attacked, png: Path) -> None:
@@ -352,11 +373,14 @@ def main(argv=None) -> int:
     ap.add_argument("--whitebox", type=Path, nargs="*", default=[], help="smoothed_whitebox.py rows")
     ap.add_argument("--table", type=Path)
     ap.add_argument("--png", type=Path)
+    ap.add_argument("--versus", nargs=2, choices=list(CONFIGS), metavar=("A", "B"),
+                    help="with --summarize: image by image, on how many images A is closer than B")
     args = ap.parse_args(argv)
     if args.jobs < 1 or (args.deadline is not None and args.deadline <= 0):
         ap.error("--jobs must be >= 1 and --deadline > 0")
     if args.summarize:
-        return summarize(args.summarize, args.bare, args.table, args.png, args.whitebox, args.cells, args.config)
+        return summarize(args.summarize, args.bare, args.table, args.png, args.whitebox, args.cells, args.config,
+                         args.versus)
     if args.run:
         return run(args)
     ap.error("give --run or --summarize")
