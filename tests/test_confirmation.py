@@ -96,3 +96,48 @@ def test_confirmed_needs_an_attack_and_keyword_knobs():
         Confirmed("hsja")
     with pytest.raises(TypeError):
         Confirmed(make_attack("rays"), 20)
+
+
+class Plants(Attack):
+    """Asks two planted points: ``first`` (answered first) and then ``best``."""
+
+    name = "plants"
+
+    def __init__(self, first: np.ndarray, best: np.ndarray, *, norm: str = "l2") -> None:
+        self.first, self.best, self.norm = first, best, norm
+
+    def _search(self, x0, tracker, rng, x_init):
+        yield from tracker.query(self.first[None])
+        yield from tracker.query(self.best[None])
+
+
+@pytest.mark.parametrize("budget, expected", [(400, 21.0), (146, "halfway")])
+def test_confirmation_climbs_past_8x_before_jumping_to_the_first_adversarial(budget, expected):
+    """A lucky best point at 1/20 of the boundary's distance D, the first adversarial at 40 D.
+    The search's two questions are answered True, the checks the truth (True past the boundary). With checks to spare the ladder
+    goes on past 8x (0.4 D) and 13x (0.65 D) and passes at 21x (1.05 D), not at the point
+    halfway to the first adversarial (about 20 D); with one check left after 8x (146 queries:
+    2 for the search, 8 checks of 16, one more), it asks that sure point."""
+    d = 4 * 8 * 8
+    w = np.random.default_rng(0).standard_normal(d)
+    w /= np.linalg.norm(w)
+    x0 = np.full((4, 8, 8), 0.5, np.float32)
+    D = 0.3  # the boundary w.(x - x0) = D
+    best, first = x0 + (D / 20) * w.reshape(x0.shape), x0 + (40 * D / np.sqrt(d)) * np.sign(w).reshape(x0.shape)
+    best, first = best.astype(np.float32), np.clip(first, 0, 1).astype(np.float32)
+    assert w @ (first - x0).ravel() > D  # the first adversarial is past the boundary
+
+    def oracle(points):
+        if len(points) == 1:  # the search's two questions: both answered True
+            return np.ones(1, bool)
+        return (points - x0).reshape(len(points), -1) @ w > D
+
+    attack = Confirmed(Plants(first, best), votes=16, level=0.5, share=0.99)
+    out = run_attack(attack, x0, oracle, budget, np.random.default_rng(0))
+    dist = float(np.linalg.norm(out.x_adv - x0))
+    if expected == "halfway":
+        assert out.found and dist == pytest.approx(float(np.linalg.norm((best + first) / 2 - x0)), rel=1e-5)
+        assert dist > 10 * D
+    else:
+        assert out.found and dist == pytest.approx(expected * D / 20, rel=1e-4)
+        assert D < dist < 1.1 * D
