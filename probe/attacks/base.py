@@ -343,26 +343,19 @@ class Confirmed(Attack):
 
         A check asks ``votes`` copies of a point and passes with at least
         ceil(votes * level) + 2 True answers (capped at votes): a margin so that a point
-        right at the level rarely passes. Candidates: the best point's perturbation scaled
-        by 1, 1.1, 1.25, 1.5, 2, 3, 5, 8; then by 13, 21, 34, 55 while that stays under half
-        the first adversarial's distance and a check is left after it; then points on the
-        way to the first adversarial the search found (usually a far, robust one), which is
-        then re-asked until the budget ends. The first candidate that passes is returned.
-
-        The scales past 8 matter when the best point is a lucky answer far inside the
-        original class: EfficientNet-Lite0, sigma 0.05, n 10, PSJ, 2,000 queries, image 14
-        had its best at 0.23, 9 of 16 True at 8x (1.87), and went to 61.05 halfway to the
-        first adversarial.
+        right at the level rarely passes. Candidates: the best point's perturbation scaled by
+        1, 1.1, 1.25, 1.5, 2, 3, 5, 8, then 13, 21, 34, 55 while under half the first adversarial's
+        distance with a check left after it (a lucky best far inside the class: benchmarks/README.md,
+        image 14), then points on the way to the first adversarial (usually a far, robust one),
+        re-asked until the budget ends. The first candidate that passes is returned.
         """
         assert tracker.best is not None and tracker.first is not None
-        votes = self.votes
+        votes, best, first = self.votes, tracker.best, tracker.first
         need = min(votes, math.ceil(votes * self.level - 1e-9) + 2)
-        best, first = tracker.best, tracker.first
         ladder = [x0 + np.float32(f) * (best - x0) for f in (1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 8.0)]
         reach = 0.5 * distance(first, x0, "l2") / max(distance(best, x0, "l2"), 1e-12)
         further = [x0 + np.float32(f) * (best - x0) for f in (13.0, 21.0, 34.0, 55.0) if f < reach]
-        toward = [best + np.float32(t) * (first - best) for t in (0.5, 1.0)]
-        k = 0
+        toward, k = [best + np.float32(t) * (first - best) for t in (0.5, 1.0)], 0
         while True:  # ends by a pass or by BudgetExceeded (every check spends `votes` queries)
             if k < len(ladder):
                 point = ladder[k]
