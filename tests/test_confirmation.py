@@ -114,10 +114,11 @@ class Plants(Attack):
 @pytest.mark.parametrize("budget, expected", [(400, 21.0), (146, "halfway")])
 def test_confirmation_climbs_past_8x_before_jumping_to_the_first_adversarial(budget, expected):
     """A lucky best point at 1/20 of the boundary's distance D, the first adversarial at 40 D.
-    The search's two questions are answered True, the checks the truth (True past the boundary). With checks to spare the ladder
-    goes on past 8x (0.4 D) and 13x (0.65 D) and passes at 21x (1.05 D), not at the point
-    halfway to the first adversarial (about 20 D); with one check left after 8x (146 queries:
-    2 for the search, 8 checks of 16, one more), it asks that sure point."""
+    The search's two questions are answered True, the checks the truth (True past the
+    boundary). With checks to spare the ladder goes on past 8x (0.4 D) and 13x (0.65 D) and
+    passes at 21x (1.05 D), not at the point halfway to the first adversarial (about 20 D);
+    with one check left after 8x (146 queries: 2 for the search, 8 checks of 16, one more),
+    it asks that sure point."""
     d = 4 * 8 * 8
     w = np.random.default_rng(0).standard_normal(d)
     w /= np.linalg.norm(w)
