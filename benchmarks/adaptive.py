@@ -219,12 +219,14 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
               whitebox: list[Path] | None = None, only_cells: list[str] | None = None,
               only_configs: list[str] | None = None, versus: list[str] | None = None) -> int:
     """The tables (and the PNG) of the records under ``roots``, merged (records are keyed by image,
-    never by position: a cell run on images 0-7 in one root and 8-19 in another is the cell on 0-19),
+    never by position: a cell run on images 0-7 in one root and 8-19 in another is the cell on 0-19; a
+    later root's record replaces an earlier one's for the same configuration, cell and image, as a rerun),
     restricted to ``only_cells`` (SIGMA:N:BUDGET) and ``only_configs`` when given."""
     wanted = {parse_cell(c) for c in only_cells} if only_cells else None
-    rows = [r for root in roots for r in records(root)
-            if (wanted is None or (r["sigma"], r["n"], r["budget"]) in wanted)
-            and (not only_configs or r["config"] in only_configs)]
+    keyed = {(r["config"], r["sigma"], r["n"], r["budget"], r["image"]): r for root in roots for r in records(root)
+             if (wanted is None or (r["sigma"], r["n"], r["budget"]) in wanted)
+             and (not only_configs or r["config"] in only_configs)}
+    rows = list(keyed.values())
     if not rows:
         print(f"no records under {', '.join(map(str, roots))}", file=sys.stderr)
         return 1
@@ -356,7 +358,9 @@ def plot(med, cells, configs, bare_med_of, attacked, png: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="store_true")
-    ap.add_argument("--summarize", type=Path, nargs="+", help="the --out folders of runs (their records merged)")
+    ap.add_argument("--summarize", type=Path, nargs="+",
+                    help="the --out folders of runs (their records merged; a later folder's record replaces an "
+                    "earlier one's)")
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--images", type=int, default=20, help="how many bundled images (default: 20)")
     ap.add_argument("--first", type=int, default=0, help="the index of the first bundled image (default: 0)")
