@@ -142,3 +142,25 @@ def test_confirmation_climbs_past_8x_before_jumping_to_the_first_adversarial(bud
     else:
         assert out.found and dist == pytest.approx(expected * D / 20, rel=1e-4)
         assert D < dist < 1.1 * D
+
+
+def test_confirmation_ladder_reach_is_measured_in_the_attacks_norm():
+    """An Linf attack: the best point 0.001 from x0 on every pixel (Linf 0.001, L2 0.004), the
+    first adversarial 0.03 from x0 on one pixel (Linf and L2 0.03). Half the first adversarial's
+    distance is 15x the best's in Linf but 3.75x in L2, so in the attack's norm the ladder may
+    climb to 13x, and it passes there (the checks are True from 12x on); measured in L2 it would
+    stop at 8x and fall back to the best, unconfirmed."""
+    x0 = np.full((1, 4, 4), 0.5, np.float32)
+    best = x0 + np.float32(0.001)
+    first = x0.copy()
+    first[0, 0, 0] += 0.03
+
+    def oracle(points):
+        if len(points) == 1:  # the search's two questions: both answered True
+            return np.ones(1, bool)
+        return (points - x0).reshape(len(points), -1).mean(axis=1) > 0.012
+
+    attack = Confirmed(Plants(first, best, norm="linf"), votes=8, level=0.5, share=0.99)
+    out = run_attack(attack, x0, oracle, 200, np.random.default_rng(0))
+    assert out.found and out.norm == "linf"
+    assert out.distance == pytest.approx(0.013, rel=1e-3)

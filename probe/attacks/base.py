@@ -345,15 +345,15 @@ class Confirmed(Attack):
         ceil(votes * level) + 2 True answers (capped at votes): a margin so that a point
         right at the level rarely passes. Candidates: the best point's perturbation scaled by
         1, 1.1, 1.25, 1.5, 2, 3, 5, 8, then 13, 21, 34, 55 while under half the first adversarial's
-        distance with a check left after it (a lucky best far inside the class: benchmarks/README.md,
-        image 14), then points on the way to the first adversarial (usually a far, robust one),
-        re-asked until the budget ends. The first candidate that passes is returned.
+        distance (in the attack's norm) with a check left after it (a lucky best far inside the
+        class: benchmarks/README.md, image 14), then points on the way to the first adversarial
+        (usually a far, robust one), re-asked until the budget ends. The first that passes is returned.
         """
         assert tracker.best is not None and tracker.first is not None
         votes, best, first = self.votes, tracker.best, tracker.first
         need = min(votes, math.ceil(votes * self.level - 1e-9) + 2)
         ladder = [x0 + np.float32(f) * (best - x0) for f in (1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 8.0)]
-        reach = 0.5 * distance(first, x0, "l2") / max(distance(best, x0, "l2"), 1e-12)
+        reach = 0.5 * distance(first, x0, tracker.norm) / max(distance(best, x0, tracker.norm), 1e-12)
         further = [x0 + np.float32(f) * (best - x0) for f in (13.0, 21.0, 34.0, 55.0) if f < reach]
         toward, k = [best + np.float32(t) * (first - best) for t in (0.5, 1.0)], 0
         while True:  # ends by a pass or by BudgetExceeded (every check spends `votes` queries)
