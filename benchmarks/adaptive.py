@@ -217,7 +217,8 @@ def whitebox_l2(paths: list[Path]) -> dict[tuple[float, int], dict[str, float]]:
 
 def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path | None,
               whitebox: list[Path] | None = None, only_cells: list[str] | None = None,
-              only_configs: list[str] | None = None, versus: list[str] | None = None) -> int:
+              only_configs: list[str] | None = None, versus: list[str] | None = None,
+              budgets: list[int] | None = None) -> int:
     """The tables (and the PNG) of the records under ``roots``, merged (records are keyed by image,
     never by position: a cell run on images 0-7 in one root and 8-19 in another is the cell on 0-19; a
     later root's record replaces an earlier one's for the same configuration, cell and image, as a rerun),
@@ -286,6 +287,8 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
                          f"{adaptive[0] / b:.2f}x | {wr} |")  # fmt: skip
     if versus:
         lines += ["", head_to_head(rows, cells, *versus)]
+    if budgets:
+        lines += ["", across_budgets(rows, cells, configs, *budgets)]
     text = "\n".join(lines)
     print(text)
     if table:
@@ -309,6 +312,23 @@ def head_to_head(rows: list[dict], cells: list[tuple], a: str, b: str) -> str:
             wins = sum(l2[a][i] < l2[b][i] for i in both)
             losses = sum(l2[a][i] > l2[b][i] for i in both)
             lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {cell[2]} q | {len(both)} | {wins} | {losses} |")
+    return "\n".join(lines)
+
+
+def across_budgets(rows: list[dict], cells: list[tuple], configs: list[str], low: int, high: int) -> str:
+    """Image by image, each configuration in each (sigma, n): on how many images its record at ``high``
+    queries is closer than its record at ``low`` (a failure is infinitely far; ties count for neither)."""
+    lines = [f"Image by image: the record at {high} queries closer than at {low} (a failure is infinitely far)\n",
+             f"| sigma, n | configuration | images | closer at {high} | closer at {low} |", "|---|---|---|---|---|"]
+    for sigma, n in sorted({cell[:2] for cell in cells}):
+        for c in configs:
+            l2 = {q: {r["image"]: (r["l2"] if r["success"] else math.inf) for r in rows
+                      if r["config"] == c and (r["sigma"], r["n"], r["budget"]) == (sigma, n, q)} for q in (low, high)}
+            both = sorted(set(l2[low]) & set(l2[high]))
+            if both:
+                wins = sum(l2[high][i] < l2[low][i] for i in both)
+                losses = sum(l2[high][i] > l2[low][i] for i in both)
+                lines.append(f"| sigma {sigma:g}, n {n} | {c} | {len(both)} | {wins} | {losses} |")
     return "\n".join(lines)
 
 
@@ -379,12 +399,15 @@ def main(argv=None) -> int:
     ap.add_argument("--png", type=Path)
     ap.add_argument("--versus", nargs=2, choices=list(CONFIGS), metavar=("A", "B"),
                     help="with --summarize: image by image, on how many images A is closer than B")
+    ap.add_argument("--budgets", nargs=2, type=int, metavar=("LOW", "HIGH"),
+                    help="with --summarize: image by image, on how many images each configuration's record at HIGH "
+                    "queries is closer than its record at LOW")
     args = ap.parse_args(argv)
     if args.jobs < 1 or (args.deadline is not None and args.deadline <= 0):
         ap.error("--jobs must be >= 1 and --deadline > 0")
     if args.summarize:
         return summarize(args.summarize, args.bare, args.table, args.png, args.whitebox, args.cells, args.config,
-                         args.versus)
+                         args.versus, args.budgets)
     if args.run:
         return run(args)
     ap.error("give --run or --summarize")
