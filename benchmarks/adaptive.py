@@ -299,19 +299,27 @@ def summarize(roots: list[Path], bare: list[Path], table: Path | None, png: Path
     return 0
 
 
+def record_l2(rows: list[dict], config: str, cell: tuple) -> dict[str, float]:
+    """Image -> the L2 of ``config``'s record in ``cell`` (a failure: infinitely far)."""
+    return {r["image"]: (r["l2"] if r["success"] else math.inf) for r in rows
+            if r["config"] == config and (r["sigma"], r["n"], r["budget"]) == cell}
+
+
+def closer(a: dict[str, float], b: dict[str, float]) -> tuple[int, int, int]:
+    """On the images both have: how many, on how many ``a`` is closer, on how many ``b`` (ties: neither)."""
+    both = set(a) & set(b)
+    return len(both), sum(a[i] < b[i] for i in both), sum(a[i] > b[i] for i in both)
+
+
 def head_to_head(rows: list[dict], cells: list[tuple], a: str, b: str) -> str:
     """Image by image, in each cell: on how many of the images both ran is ``a`` closer than ``b``
     (a failure is infinitely far; ties count for neither). Medians hide this when the spread is wide."""
     lines = [f"Image by image: {a} closer than {b} (L2 of the record; a failure is infinitely far)\n",
              f"| cell | images | {a} closer | {b} closer |", "|---|---|---|---|"]
     for cell in cells:
-        l2 = {c: {r["image"]: (r["l2"] if r["success"] else math.inf) for r in rows
-                  if r["config"] == c and (r["sigma"], r["n"], r["budget"]) == cell} for c in (a, b)}
-        both = sorted(set(l2[a]) & set(l2[b]))
-        if both:
-            wins = sum(l2[a][i] < l2[b][i] for i in both)
-            losses = sum(l2[a][i] > l2[b][i] for i in both)
-            lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {cell[2]} q | {len(both)} | {wins} | {losses} |")
+        images, wins, losses = closer(record_l2(rows, a, cell), record_l2(rows, b, cell))
+        if images:
+            lines.append(f"| sigma {cell[0]:g}, n {cell[1]}, {cell[2]} q | {images} | {wins} | {losses} |")
     return "\n".join(lines)
 
 
@@ -322,13 +330,9 @@ def across_budgets(rows: list[dict], cells: list[tuple], configs: list[str], low
              f"| sigma, n | configuration | images | closer at {high} | closer at {low} |", "|---|---|---|---|---|"]
     for sigma, n in sorted({cell[:2] for cell in cells}):
         for c in configs:
-            l2 = {q: {r["image"]: (r["l2"] if r["success"] else math.inf) for r in rows
-                      if r["config"] == c and (r["sigma"], r["n"], r["budget"]) == (sigma, n, q)} for q in (low, high)}
-            both = sorted(set(l2[low]) & set(l2[high]))
-            if both:
-                wins = sum(l2[high][i] < l2[low][i] for i in both)
-                losses = sum(l2[high][i] > l2[low][i] for i in both)
-                lines.append(f"| sigma {sigma:g}, n {n} | {c} | {len(both)} | {wins} | {losses} |")
+            images, wins, losses = closer(record_l2(rows, c, (sigma, n, high)), record_l2(rows, c, (sigma, n, low)))
+            if images:
+                lines.append(f"| sigma {sigma:g}, n {n} | {c} | {images} | {wins} | {losses} |")
     return "\n".join(lines)
 
 
