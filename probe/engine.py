@@ -24,6 +24,11 @@ each point of a request gets its own noise stream when the request is made
 jobs go to the model together. The schedule above still counts n rows a point, an upper
 bound; a job's oracle is charged the rows it really took.
 
+Jobs running at once: at most ``max_jobs`` (:func:`auto_max_jobs` by default in
+:func:`probe.runs.campaign.attack_images`); the others wait, in order, and each starts when
+one ends. Memory is then bounded however many jobs are given, and jobs end one after
+another, so an interrupted run keeps the finished ones. Outcomes do not depend on it.
+
 A remote model whose key's budget is spent (:class:`~probe.errors.EndpointBudgetSpent`
 from the round's votes) ends the jobs of that round as their own budget would: the
 refusal is thrown into their generators (each returns its best verified adversarial),
@@ -34,6 +39,7 @@ jobs go on (against a spent key, each ends the same way at its next request).
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -47,6 +53,23 @@ from probe.oracle import Oracle
 from probe.smoothing import SmoothedClassifier
 
 PATIENCE = 8  # rounds a large request may wait while small ones fill every batch
+# a job's peak memory per input value: its gradient batch (up to ~1,000 float32 points) and the
+# copies made around it. Measured about 3 KB (12 PSJ jobs at max_noise_factor 4, n 10, on
+# EfficientNet-Lite0's 3x224x224 inputs: 5-6 GB RSS); HSJA and CGBA take about a third of it
+JOB_BYTES_PER_VALUE = 4096
+MIN_JOBS = 8
+
+
+def auto_max_jobs(d: int, memory: int | None = None) -> int:
+    """Jobs to run at once on inputs of ``d`` values: as many as fit in a quarter of ``memory``
+    (bytes; this machine's physical memory when None or unknown: then 16 GiB), at least
+    ``MIN_JOBS``. 24 GiB and 3x224x224 give 10; 3x32x32 gives 512."""
+    if memory is None:
+        try:
+            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            memory = 16 * 2**30
+    return max(MIN_JOBS, int(memory // 4 // (JOB_BYTES_PER_VALUE * max(1, int(d)))))
 
 
 @dataclass(eq=False)  # jobs compare (and hash) by identity
@@ -81,11 +104,21 @@ class Engine:
     max_batches_per_round : cap on the model batches of one round (None: no cap; a
         round then takes every waiting row that fits in whole batches). The cap is
         raised to one ``lcm(n, batch)`` unit when smaller.
+    max_jobs : jobs running at once (None: all). The others wait, in order, and each starts
+        when one ends: memory stays bounded (a gradient batch of ImageNet-size points is
+        hundreds of MB a job), and jobs end one after another instead of all near the end,
+        so an interrupted run keeps the finished ones. Outcomes do not depend on it: a
+        job's votes come from its own oracle's stream.
     """
 
-    def __init__(self, classifier: SmoothedClassifier, max_batches_per_round: int | None = None) -> None:
+    def __init__(
+        self, classifier: SmoothedClassifier, max_batches_per_round: int | None = None, *, max_jobs: int | None = None
+    ) -> None:
+        if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
+            raise ValueError(f"max_jobs must be None or an integer >= 1, got {max_jobs!r}")
         self.classifier = classifier
         self.max_batches = None if max_batches_per_round is None else max(1, max_batches_per_round)
+        self.max_jobs = max_jobs
         self.stats = EngineStats()
 
     def run(
@@ -96,18 +129,35 @@ class Engine:
     ) -> list[Job]:
         """Run every job to its end; ``on_result(job)`` is called as soon as each finishes."""
         jobs = list(jobs)
-        waiting: deque[Job] = deque()
         for job in jobs:
             if job.oracle.classifier is not self.classifier:
                 raise ValueError("every job's oracle must use the engine's classifier")
-            self._advance(job, None, waiting, on_result)
+        waiting: deque[Job] = deque()
+        queued, live = deque(jobs), 0
+        limit = len(jobs) if self.max_jobs is None else self.max_jobs
+
+        def ended(job: Job) -> None:
+            nonlocal live
+            live -= 1
+            if on_result is not None:
+                on_result(job)
+
+        def start() -> None:  # up to ``limit`` jobs running, in order (one that ends at once makes room)
+            nonlocal live
+            while queued and live < limit:
+                live += 1
+                self._advance(queued.popleft(), None, waiting, ended)
+
         batch = self.classifier.runtime.batch_size
         n = self.classifier.n
         unit = batch * n // math.gcd(batch, n)  # rows that fill whole batches with whole points
         cap = None if self.max_batches is None else max(unit, self.max_batches * batch // unit * unit)
-        while waiting:
+        while True:
+            start()
+            if not waiting:
+                break
             selected, rows = self._select(waiting, n, unit, cap)
-            selected, rows = self._charge(selected, n, waiting, on_result)
+            selected, rows = self._charge(selected, n, waiting, ended)
             self.stats.rounds += 1
             try:
                 votes = self._votes(selected)
@@ -115,7 +165,7 @@ class Engine:
                 for job, a, b in selected:
                     job.oracle.queries -= b - a  # asked, never answered
                     job.answered, job.parts, job.stopped = 0, [], "endpoint budget spent"
-                    self._advance(job, None, waiting, on_result, error=spent)
+                    self._advance(job, None, waiting, ended, error=spent)
                 checkpoint()
                 continue
             for (job, a, b), (counts, drawn) in zip(selected, votes):
@@ -132,7 +182,7 @@ class Engine:
                     answers = np.concatenate(job.parts)
                     job.parts = []
                 job.answered = 0
-                self._advance(job, answers, waiting, on_result)
+                self._advance(job, answers, waiting, ended)
             if on_round is not None:
                 on_round(list(dict.fromkeys(job for job, _, _ in selected)))
             checkpoint()  # a deferred Ctrl-C stops here, between rounds

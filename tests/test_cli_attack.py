@@ -134,8 +134,8 @@ def test_smoothed_attack_accounting_and_reproducibility(lin, tmp_path, run_cli):
     args = ["attack", "--model", lin.model, "--images", lin.folder, "--sigma", 0.05, "--n", 5, "--budget", 120,
             "--attack", "hsja,rays", "--p-adv-samples", 30, "--seed", 3]
     runs = []
-    for k in range(2):
-        result = run_cli(*args, "--out", tmp_path / f"r{k}")
+    for k in range(2):  # the second run one job at a time: the records do not depend on it
+        result = run_cli(*args, "--out", tmp_path / f"r{k}", *(["--max-jobs", 1] if k else []))
         assert result.exit_code == 0, result.output
         runs.append(records_of(tmp_path / f"r{k}"))
     strip = lambda recs: sorted(
@@ -169,7 +169,8 @@ def test_full_votes_draw_exactly_n_inferences_a_query(lin, tmp_path, run_cli):
 
 
 def test_attack_bad_options_exit_2(lin, run_main):
-    for args in (["--attack", "nope"], ["--budget", 0], ["--pa", 1.5], ["--norm", "l3"], ["--save-images"]):
+    for args in (["--attack", "nope"], ["--budget", 0], ["--pa", 1.5], ["--norm", "l3"], ["--save-images"],
+                 ["--max-jobs", 0]):
         result = run_main("attack", "--model", lin.model, "--images", lin.folder, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

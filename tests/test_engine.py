@@ -87,3 +87,68 @@ def test_no_request_starves(linear_path):
     # 500 rows = 8 batches, one every PATIENCE + 1 rounds at worst
     assert finished.index(jobs[-1]) < 64 and engine.stats.rounds <= 101
     assert 8 * (PATIENCE + 1) < 100
+
+
+def _attack_jobs(path, n: int, early_stop: bool, count: int, budget: int = 300):
+    """HSJA on ``count`` points of a linear model, under smoothing; each job its own streams."""
+    from probe.attacks import HSJA
+
+    runtime = Runtime(path, batch_size=16)
+    clf = SmoothedClassifier(runtime, 0.05, n, early_stop=early_stop)
+    jobs = []
+    for i in range(count):
+        x0 = np.full((3, 8, 8), 0.25 + 0.02 * i, np.float32)
+        gen = HSJA().run(x0, budget, np.random.default_rng([7, i]))
+        jobs.append(Job(gen, Oracle(clf, Criterion(0), budget=budget, rng=np.random.default_rng([8, i])), {"i": i}))
+    return clf, jobs
+
+
+@pytest.mark.parametrize("n, early_stop", [(4, True), (5, False)])
+def test_outcomes_do_not_depend_on_how_many_jobs_run_at_once(linear_path, n, early_stop):
+    """The same 6 attacks run all at once, 2 at a time and one by one: every job ends with the
+    same adversarial, queries and inferences (its votes come from its own streams), and at
+    most ``max_jobs`` are ever running."""
+    results = {}
+    for max_jobs in (None, 2, 1):
+        clf, jobs = _attack_jobs(linear_path, n, early_stop, 6)
+        live, peak, ended = set(), [0], []
+
+        def watched(i, gen, live=live, peak=peak):
+            live.add(i)  # runs when the engine starts the job
+            peak[0] = max(peak[0], len(live))
+            return (yield from gen)
+
+        for job in jobs:
+            job.gen = watched(job.meta["i"], job.gen)
+
+        def on_result(job, live=live, ended=ended):
+            live.discard(job.meta["i"])
+            ended.append(job.meta["i"])
+
+        Engine(clf, max_jobs=max_jobs).run(jobs, on_result=on_result)
+        assert all(job.outcome is not None and job.outcome.found for job in jobs)
+        assert peak[0] == (6 if max_jobs is None else max_jobs)
+        if max_jobs == 1:
+            assert ended == list(range(6))  # in order, one after another
+        results[max_jobs] = [(job.outcome.x_adv, job.oracle.queries, job.oracle.inferences) for job in jobs]
+    for other in (2, 1):
+        for (x, q, r), (x2, q2, r2) in zip(results[None], results[other]):
+            assert q == q2 and r == r2 and np.array_equal(x, x2)
+
+
+def test_max_jobs_is_validated(linear_path):
+    clf, _ = _attack_jobs(linear_path, 1, False, 0)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_jobs"):
+            Engine(clf, max_jobs=bad)
+
+
+def test_auto_max_jobs_fills_a_quarter_of_the_memory():
+    from probe.engine import JOB_BYTES_PER_VALUE, MIN_JOBS, auto_max_jobs
+
+    d = 3 * 224 * 224
+    gib = 2**30
+    assert auto_max_jobs(d, 24 * gib) == 24 * gib // 4 // (JOB_BYTES_PER_VALUE * d) == 10
+    assert auto_max_jobs(3 * 32 * 32, 24 * gib) == 512
+    assert auto_max_jobs(d, gib) == MIN_JOBS  # never fewer than MIN_JOBS
+    assert auto_max_jobs(d) >= MIN_JOBS  # this machine's memory

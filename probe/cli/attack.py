@@ -82,6 +82,14 @@ def attack(
     full_votes: Annotated[
         bool, typer.Option("--full-votes", help="Draw all n votes of every query (no early stop once decided).")
     ] = False,
+    max_jobs: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-jobs",
+            help="(image, attack) jobs run at once (default: what a quarter of this machine's memory "
+            "holds, at least 8). Fewer: less memory, records written sooner. Records do not depend on it.",
+        ),
+    ] = None,
     seed: SeedOpt = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for results.jsonl and summary.json.")] = None,
     save_images: Annotated[
@@ -117,6 +125,8 @@ def attack(
     check_int("--budget", budget, 1)
     check_int("--p-adv-samples", p_adv_samples, 1)
     check_int("--certify-n", certify_n, 0)
+    if max_jobs is not None:
+        check_int("--max-jobs", max_jobs, 1)
     require(not save_images or out_dir is not None, "--save-images needs --out DIR")
     require(not (resume or overwrite) or out_dir is not None, "--resume and --overwrite need --out DIR")
     require(not (resume and overwrite), "give --resume or --overwrite, not both")
@@ -137,16 +147,17 @@ def attack(
     settings_doc = {"model": runtime.info.path, "images": list(data.ids), "sigma": sigma, "n": classifier.n,
                     "early_stop": classifier.early_stop, "config": asdict(config)}  # fmt: skip
     if out_dir is None:
-        _run(classifier, data, config, out_dir=None, save_images=False, kept=[], as_json=as_json, summary_extra={})
+        _run(classifier, data, config, out_dir=None, save_images=False, kept=[], as_json=as_json, summary_extra={},
+             max_jobs=max_jobs)  # fmt: skip
         return
     with locked(out_dir):
         kept = start_run(out_dir, settings_doc, resume=resume, overwrite=overwrite)
         _run(classifier, data, config, out_dir=out_dir, save_images=save_images, kept=kept, as_json=as_json,
-             summary_extra={})  # fmt: skip
+             summary_extra={}, max_jobs=max_jobs)  # fmt: skip
 
 
 def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, kept: list[dict], as_json: bool,
-         summary_extra: dict) -> None:  # fmt: skip
+         summary_extra: dict, max_jobs: int | None = None) -> None:  # fmt: skip
     """Attack, write records as they arrive, then the summary (also after Ctrl-C or SIGTERM)."""
     from probe.runs.campaign import attack_images, clean_labels
     from probe.runs.results import RESULTS, ResultsWriter, save_record_array, save_record_image, write_json
@@ -211,7 +222,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
                 clean = clean_labels(classifier, data, seed=config.seed, evaluations=config.p_adv_samples,
                                      confidence=config.confidence)  # fmt: skip
                 attack_images(classifier, data, config, on_record=on_record, on_round=on_round, clean=clean,
-                              skip=lambda image, attack: (image, attack) in done)  # fmt: skip
+                              skip=lambda image, attack: (image, attack) in done, max_jobs=max_jobs)  # fmt: skip
         except KeyboardInterrupt:
             interrupted = True
     if writer:

@@ -29,10 +29,10 @@ from typing import Any, Callable
 import numpy as np
 
 from probe.attacks import Confirmed, resolve_norm
-from probe.attacks.base import Attack, distance
+from probe.attacks.base import Attack, AttackGen, distance
 from probe.attacks.presets import AttackSettings, build_attack
 from probe.data import ImageSet
-from probe.engine import Engine, Job
+from probe.engine import Engine, Job, auto_max_jobs
 from probe.errors import EndpointBudgetSpent
 from probe.oracle import CleanLabel, Criterion, Oracle, clean_label, estimate_p_adv
 from probe.runs import streams
@@ -143,9 +143,15 @@ def build_jobs(
                 images.x[i], config.budget, streams.stream(config.seed, ikey, meta["attack_key"], kind=streams.ATTACK), x_init
             )
             rng = streams.stream(config.seed, ikey, meta["attack_key"], kind=streams.ORACLE)
-            meta["started"] = time.perf_counter()
+            gen = _timed(gen, meta)
             jobs.append(Job(gen, Oracle(classifier, criterion, budget=config.budget, rng=rng), meta))
     return jobs, skipped
+
+
+def _timed(gen: AttackGen, meta: dict) -> AttackGen:
+    """``gen``, with ``meta["started"]`` set when the engine starts it (not while it waits)."""
+    meta["started"] = time.perf_counter()
+    return (yield from gen)
 
 
 def _p_adv(classifier: SmoothedClassifier, config: AttackConfig, meta: dict, x: np.ndarray, kind: int):
@@ -243,12 +249,15 @@ def attack_images(
     clean: list[CleanLabel] | None = None,
     skip: Callable[[str, str], bool] | None = None,
     certificates: dict[str, Certificate] | None = None,
+    max_jobs: int | None = None,
 ) -> list[dict]:
     """Run every attack on every image; ``on_record(record, job)`` is called as each finishes.
 
     clean : the labels of :func:`clean_labels`, when already computed.
     skip : ``skip(image_id, attack)`` is True for jobs already done (a resumed sweep).
     certificates : a cache of CERTIFY results by image id, filled as images are certified.
+    max_jobs : (image, attack) jobs running at once, in order (None:
+        :func:`probe.engine.auto_max_jobs` of the image size). Records do not depend on it.
     """
     if clean is None:
         clean = clean_labels(
@@ -280,5 +289,7 @@ def attack_images(
         if on_record:
             on_record(rec, job)
 
-    Engine(classifier).run(jobs, on_result=done, on_round=on_round)
+    if max_jobs is None:
+        max_jobs = auto_max_jobs(int(np.prod(images.x.shape[1:])))
+    Engine(classifier, max_jobs=max_jobs).run(jobs, on_result=done, on_round=on_round)
     return records
