@@ -51,6 +51,7 @@ from probe.errors import BudgetExceeded, EndpointBudgetSpent
 from probe.interrupt import checkpoint
 from probe.oracle import Oracle
 from probe.smoothing import SmoothedClassifier
+from probe.validate import check_int
 
 PATIENCE = 8  # rounds a large request may wait while small ones fill every batch
 # a job's peak memory per input value: its gradient batch (up to ~1,000 float32 points) and the
@@ -114,11 +115,9 @@ class Engine:
     def __init__(
         self, classifier: SmoothedClassifier, max_batches_per_round: int | None = None, *, max_jobs: int | None = None
     ) -> None:
-        if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
-            raise ValueError(f"max_jobs must be None or an integer >= 1, got {max_jobs!r}")
         self.classifier = classifier
         self.max_batches = None if max_batches_per_round is None else max(1, max_batches_per_round)
-        self.max_jobs = max_jobs
+        self.max_jobs = None if max_jobs is None else check_int("max_jobs", max_jobs, 1)
         self.stats = EngineStats()
 
     def run(
