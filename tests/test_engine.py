@@ -151,4 +151,20 @@ def test_auto_max_jobs_fills_a_quarter_of_the_memory():
     assert auto_max_jobs(d, 24 * gib) == 24 * gib // 4 // (JOB_BYTES_PER_VALUE * d) == 10
     assert auto_max_jobs(3 * 32 * 32, 24 * gib) == 512
     assert auto_max_jobs(d, gib) == MIN_JOBS  # never fewer than MIN_JOBS
-    assert auto_max_jobs(d) >= MIN_JOBS  # this machine's memory
+
+
+def test_auto_max_jobs_reads_the_machines_memory(monkeypatch):
+    import os
+
+    from probe.engine import auto_max_jobs
+
+    d, gib = 3 * 224 * 224, 2**30
+    pages = {"SC_PHYS_PAGES": 96 * gib // 4096, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert auto_max_jobs(d) == auto_max_jobs(d, 96 * gib) == 41
+
+    def unknown(name: str) -> int:
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", unknown)  # no sysconf value: 16 GiB assumed
+    assert auto_max_jobs(3 * 32 * 32) == auto_max_jobs(3 * 32 * 32, 16 * gib) == 341
