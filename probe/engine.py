@@ -61,16 +61,29 @@ JOB_BYTES_PER_VALUE = 4096
 MIN_JOBS = 8
 
 
-def auto_max_jobs(d: int, memory: int | None = None) -> int:
+def physical_memory() -> int:
+    """This machine's physical memory in bytes (16 GiB when the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2**30
+
+
+def host_share(assigned: dict[str, float], host: dict[str, float]) -> float:
+    """The share of its host a worker may take: its largest share of the host's CPUs or GPUs
+    (``assigned``: the worker's resources, ``host``: the host's, as Ray counts them); 1 when
+    neither is known. A worker holding 2 of 16 CPUs gets 0.125, one of 4 GPUs 0.25."""
+    shares = [assigned[r] / host[r] for r in ("CPU", "GPU") if assigned.get(r) and host.get(r)]
+    return min(1.0, max(shares, default=1.0))
+
+
+def auto_max_jobs(d: int, memory: int | None = None, *, share: float = 1.0) -> int:
     """Jobs to run at once on inputs of ``d`` values: as many as fit in a quarter of ``memory``
-    (bytes; this machine's physical memory when None or unknown: then 16 GiB), at least
-    ``MIN_JOBS``. 24 GiB and 3x224x224 give 10; 3x32x32 gives 512."""
-    if memory is None:
-        try:
-            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, ValueError, OSError):
-            memory = 16 * 2**30
-    return max(MIN_JOBS, int(memory // 4 // (JOB_BYTES_PER_VALUE * max(1, int(d)))))
+    (bytes; :func:`physical_memory` when None) times ``share`` (the part of it this process may
+    take: :func:`host_share`), at least ``MIN_JOBS``. 24 GiB and 3x224x224 give 10; 3x32x32
+    gives 512."""
+    memory = physical_memory() if memory is None else memory
+    return max(MIN_JOBS, int(memory * share // 4 // (JOB_BYTES_PER_VALUE * max(1, int(d)))))
 
 
 @dataclass(eq=False)  # jobs compare (and hash) by identity

@@ -168,3 +168,14 @@ def test_auto_max_jobs_reads_the_machines_memory(monkeypatch):
 
     monkeypatch.setattr(os, "sysconf", unknown)  # no sysconf value: 16 GiB assumed
     assert auto_max_jobs(3 * 32 * 32) == auto_max_jobs(3 * 32 * 32, 16 * gib) == 341
+
+
+def test_host_share_is_the_larger_of_the_cpu_and_gpu_shares():
+    from probe.engine import auto_max_jobs, host_share
+
+    assert host_share({"CPU": 2.0}, {"CPU": 16.0, "GPU": 4.0}) == 0.125
+    assert host_share({"CPU": 1.0, "GPU": 1.0}, {"CPU": 16.0, "GPU": 4.0}) == 0.25
+    assert host_share({"CPU": 4.0}, {"CPU": 4.0}) == host_share({}, {"CPU": 4.0}) == host_share({"CPU": 1.0}, {}) == 1.0
+    gib = 2**30  # 8 workers of 2 CPUs on a 16-CPU, 96 GiB node: 5 jobs' worth each, so MIN_JOBS
+    assert auto_max_jobs(3 * 224 * 224, 96 * gib, share=0.125) == 8
+    assert auto_max_jobs(3 * 32 * 32, 96 * gib, share=0.125) == 96 * gib // 8 // 4 // (4096 * 3072) == 256

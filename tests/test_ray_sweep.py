@@ -126,6 +126,18 @@ def test_killed_worker_reruns_elsewhere_and_a_partial_folder_resumes(ray, local,
     assert json.loads((tmp_path / "sweep.json").read_text())["ray"]["replaced"] == 1
 
 
+def test_a_worker_takes_its_share_of_the_node(ray):
+    from probe.engine import auto_max_jobs, physical_memory
+    from probe.runs.ray_worker import SweepWorker
+
+    worker = ray.remote(SweepWorker).options(num_cpus=1).remote(sweep=parse_sweep(TINY), threads=1)
+    try:  # 1 of the local Ray's 2 CPUs: half the memory, half the jobs on CIFAR-10's 3x32x32
+        assert ray.get(worker.max_jobs.remote(3 * 32 * 32)) == auto_max_jobs(3 * 32 * 32, physical_memory() // 2)
+        assert auto_max_jobs(3 * 32 * 32, physical_memory() // 2) < auto_max_jobs(3 * 32 * 32)
+    finally:
+        ray.kill(worker, no_restart=True)
+
+
 def test_without_ray_the_command_says_what_to_install(tmp_path):
     (tmp_path / "tiny.toml").write_text('models = ["cifar10-cnn"]\nlimit = 1\n')
     code = (

@@ -50,7 +50,8 @@ def sweep(
 
     require(ray is not None or ray_cpus == 1, "--ray-cpus needs --ray")
     if ray is not None:
-        from probe.runs.ray_sweep import RaySweep, import_ray
+        from probe.runs.ray_sweep import RaySweep
+        from probe.runs.ray_worker import import_ray
 
         import_ray()  # before any work: without the extra, one error line
     plan = load_sweep(config)

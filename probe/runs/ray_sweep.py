@@ -4,7 +4,7 @@
 sweep as :mod:`probe.runs.sweep` does, cuts every configuration's images into one *unit*
 per worker, and hands units to the workers as they free up:
 
-* a worker (:class:`SweepWorker`, a Ray actor) holds one ONNX Runtime session per model
+* a worker (:class:`probe.runs.ray_worker.SweepWorker`, a Ray actor) holds one ONNX Runtime session per model
   (one worker per GPU of the cluster, or per ``cpus`` CPU cores where it has none) and
   runs a unit's jobs through one engine, so that its model batches stay full; it
   streams each record back as its job finishes (a Ray generator);
@@ -25,7 +25,6 @@ are those of a local run (but for ``seconds``). Ray is an optional extra:
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import socket
 import threading
@@ -33,107 +32,22 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from probe.data import ImageSet
 from probe.errors import ProbeError
 from probe.interrupt import checkpoint
+from probe.runs.ray_worker import CERTIFIED, CLEAN, SweepWorker, Unit, import_ray
 from probe.runs.results import CERTIFY, CONFIGS, RESULTS, ResultsWriter, locked
-from probe.runs.sweep import SweepHooks, SweepOutcome, attack_config, certify_key, certify_row, certify_sigmas
+from probe.runs.sweep import SweepHooks, SweepOutcome, certify_key, certify_row, certify_sigmas
 from probe.runs.sweep import config_row, load_sweep_images, open_runtime, read_progress, start_status, store_record
 from probe.runs.sweep import write_status
 from probe.runs.sweep_file import Sweep, SweepConfig
 from probe.validate import check_int
 
-INSTALL = 'pip install "probe[ray]"'
 MAX_FAILURES = 3  # times one unit may lose its worker before the sweep gives up
-_CLEAN, _RECORD, _CERTIFIED, _END, _ERROR = "clean", "record", "certified", "end", "error"
-
-
-def import_ray():
-    """The ``ray`` module, or a ProbeError naming the extra to install."""
-    try:
-        import ray
-    except ImportError:
-        raise ProbeError(f"--ray needs Ray, which is not installed: {INSTALL}") from None
-    return ray
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One worker's share of a configuration: the clean labels of the images ``indices``
-    (positions in the model's image set) and the attacks on the first ``attacked`` of
-    them, but for the (image id, attack) pairs in ``skip``; or, with ``certify`` set (the
-    key of :func:`probe.runs.sweep.certify_key`), CERTIFY of ``indices``."""
-
-    model: str
-    indices: tuple[int, ...]
-    cfg: SweepConfig | None = None
-    attacked: int = 0
-    skip: frozenset = frozenset()
-    certify: tuple | None = None
-
-
-class SweepWorker:
-    """The Ray actor: one ONNX Runtime session per model (opened once), running units.
-
-    sweep : the sweep (its batch size, device, endpoint); threads : ONNX Runtime intra-op threads (0: its default).
-    """
-
-    def __init__(self, *, sweep: Sweep, threads: int) -> None:
-        self.sweep, self.threads = sweep, threads
-        self._runtimes: dict[str, Any] = {}
-
-    def _runtime(self, model: str):
-        if model not in self._runtimes:
-            self._runtimes[model] = open_runtime(model, self.sweep, threads=self.threads)
-        return self._runtimes[model]
-
-    def run(self, images: ImageSet, unit: Unit) -> Iterator[tuple]:
-        """Stream a unit's results: ``("clean", indices, clean labels, plain labels, providers)``
-        first, then ``("record", record, x_adv or None)`` per job as it ends; a CERTIFY unit
-        streams one ``("certified", records)``."""
-        from probe.runs.campaign import attack_images, clean_labels
-        from probe.smoothing import SmoothedClassifier
-
-        runtime = self._runtime(unit.model)
-        pick = list(unit.indices)
-        subset = ImageSet(images.x[pick], [images.ids[i] for i in pick], images.labels[pick])
-        if unit.certify is not None:
-            from probe.runs.certify import certify_images
-
-            _, sigma, n0, n, alpha, seed = unit.certify
-            classifier = SmoothedClassifier(runtime, sigma, n)
-            yield _CERTIFIED, certify_images(classifier, subset, n0=n0, n=n, alpha=alpha, seed=seed)
-            return
-        cfg = unit.cfg
-        classifier = SmoothedClassifier(runtime, cfg.sigma, cfg.n, early_stop=not cfg.full_votes)
-        clean = clean_labels(classifier, subset, seed=cfg.seed, evaluations=cfg.p_adv_samples)
-        yield _CLEAN, unit.indices, clean, runtime.labels(subset.x), list(runtime.info.providers)
-        if unit.attacked == 0:
-            return
-        answers: queue.Queue = queue.Queue()
-
-        def emit(rec: dict, job) -> None:
-            answers.put((_RECORD, rec, None if job is None or job.outcome is None else job.outcome.x_adv))
-
-        def work() -> None:  # the engine runs here; the generator yields what it sends
-            try:
-                attack_images(
-                    classifier, subset.head(unit.attacked), attack_config(cfg), on_record=emit,
-                    clean=clean[: unit.attacked], skip=lambda image, attack: (image, attack) in unit.skip,
-                )  # fmt: skip
-                answers.put((_END,))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the generator
-                answers.put((_ERROR, exc))
-
-        threading.Thread(target=work, daemon=True, name="probe-unit").start()
-        while (item := answers.get())[0] != _END:
-            if item[0] == _ERROR:
-                raise item[1]
-            yield item
 
 
 def _split(indices: list[int], parts: int) -> list[list[int]]:
@@ -343,13 +257,13 @@ class RaySweep:
                 self._receive(unit, item)
 
     def _receive(self, unit: Unit, item: tuple) -> None:
-        if item[0] == _CERTIFIED:
+        if item[0] == CERTIFIED:
             for rec in (r for r in item[1] if (*unit.certify, r["image"]) not in self.certified):
                 self.cert_out.write(certify_row(unit.certify, rec))
                 self.certified.add((*unit.certify, rec["image"]))
             return
         cfg = unit.cfg
-        if item[0] == _CLEAN:
+        if item[0] == CLEAN:
             _, indices, clean, plain, providers = item
             self.status["providers"].setdefault(cfg.model, providers)
             plan = self._plans[cfg.id]
