@@ -4,10 +4,11 @@
 sweep as :mod:`probe.runs.sweep` does, cuts every configuration's images into one *unit*
 per worker, and hands units to the workers as they free up:
 
-* a worker (:class:`probe.runs.ray_worker.SweepWorker`, a Ray actor) holds one ONNX Runtime session per model
-  (one worker per GPU of the cluster, or per ``cpus`` CPU cores where it has none) and
-  runs a unit's jobs through one engine, so that its model batches stay full; it
-  streams each record back as its job finishes (a Ray generator);
+* a worker (:class:`probe.runs.ray_worker.SweepWorker`, a Ray actor) holds one ONNX
+  Runtime session per model (one worker per GPU of the cluster, or per ``cpus`` CPU cores
+  where it has none) and runs a unit's jobs through one engine, so that its model batches
+  stay full, as many at once as fit in its share of its node's memory; it streams each
+  record back as its job finishes (a Ray generator);
 * the driver writes the records into the folder's ``results.jsonl`` as they arrive (the
   one store: resumable, jobs already there are not run again), a configuration's row of
   ``configs.jsonl`` once all its units have sent their clean labels, and
