@@ -114,6 +114,8 @@ class Oracle:
     criterion : the adversarial criterion.
     budget : maximum number of queries (points asked); the next one is refused.
     rng : the oracle's own noise stream (seeded Generator).
+    domain : ``"float"`` or ``"uint8"``: every point is rounded to the 8-bit grid before
+        it reaches the model (what an endpoint taking 8-bit images receives).
     """
 
     def __init__(
@@ -123,9 +125,11 @@ class Oracle:
         *,
         budget: int,
         rng: np.random.Generator,
+        domain: str = "float",
     ) -> None:
         if budget < 0:
             raise ProbeError(f"budget must be >= 0, got {budget}")
+        self.domain = check_choice("domain", domain, ("float", "uint8"))
         self.classifier = classifier
         self.criterion = criterion
         self.budget = int(budget)
@@ -159,6 +163,8 @@ class Oracle:
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.asarray(points, dtype=np.float32)
+        if self.domain == "uint8":
+            points = np.round(points * np.float32(255.0)) / np.float32(255.0)
         self.charge(len(points))
         streams = self.streams(len(points))
         if streams is None:
@@ -170,17 +176,35 @@ class Oracle:
         return self.judge(votes)
 
 
+ADVERSARIAL, NOT_ADVERSARIAL, UNDECIDED = "adversarial", "not adversarial", "undecided"
+VERDICTS = (ADVERSARIAL, NOT_ADVERSARIAL, UNDECIDED)
+
+
 @dataclass(frozen=True)
 class PAdv:
-    """Eq. (4) measured: ``p`` = adversarial evaluations / ``evaluations``, its Clopper-Pearson
-    interval ``[low, high]`` at ``confidence``, and whether it is ``>= pa`` (``decided`` when
-    the sequential test stopped before the maximum)."""
+    """Eq. (4) measured and tested against P_a.
+
+    p : adversarial evaluations / ``evaluations`` (the point estimate: never the verdict).
+    low, high : the Clopper-Pearson interval the test read at its last look (at level
+        ``1 - (1 - confidence) / looks``, see :func:`estimate_p_adv`).
+    evaluations : fresh evaluations of g_{sigma,n} drawn.
+    verdict : ``"adversarial"`` (``low >= pa``), ``"not adversarial"`` (``high < pa``) or
+        ``"undecided"`` (the evaluations ran out first).
+    """
 
     p: float
     low: float
     high: float
     evaluations: int
-    decided: bool
+    verdict: str
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict != UNDECIDED
+
+    @property
+    def adversarial(self) -> bool:
+        return self.verdict == ADVERSARIAL
 
 
 def looks(maximum: int, first: int = 8) -> list[int]:
@@ -211,20 +235,27 @@ def estimate_p_adv(
     max_evaluations: int = 100,
     confidence: float = 0.99,
 ) -> PAdv:
-    """Eq. (4): p_adv = P[g_{sigma,n}(x) != g_sigma(x_o)] (targeted: ``== label``).
+    """Eq. (4) as a test: is p_adv = P[g_{sigma,n}(x) != g_sigma(x_o)] (targeted: ``== label``)
+    at least P_a?
 
     Fresh evaluations of the defended classifier (each the plurality vote of n noisy
-    copies, ties to the lowest class index), charged to no attacker. They are drawn in
-    rounds of 8, 16, 32, ... up to ``max_evaluations``; after each round the test stops
-    when the Clopper-Pearson interval at level ``1 - (1 - confidence) / rounds`` lies
-    on one side of P_a (a Bonferroni split over the looks, so the sequential decision
-    errs with probability at most ``1 - confidence``). A clear case costs 8
-    evaluations, a borderline one the maximum. The recorded interval is the plain one
-    at ``confidence`` for the evaluations spent. Without smoothing g is deterministic:
-    one evaluation (a defended endpoint's g is random, ``classifier.random``: each
-    evaluation is one query to it, answered by its own g_{sigma,n}). Each evaluation's
-    vote stops once its plurality answer is known (``classifier.early_stop``; the same
-    answer distribution as the full vote).
+    copies, ties to the lowest class index), charged to no attacker, drawn in rounds up
+    to 8, 16, 32, ... and ``max_evaluations`` in all (the looks). After each round the
+    Clopper-Pearson interval at level ``1 - (1 - confidence) / looks`` is read: its lower
+    bound at or above P_a stops the test with ``"adversarial"``, its upper bound below P_a
+    with ``"not adversarial"``; when the evaluations run out first the verdict is
+    ``"undecided"``. A Bonferroni split over the looks: at a point whose true p_adv is below
+    P_a, ``"adversarial"`` comes out with probability at most ``(1 - confidence) / 2``,
+    and likewise ``"not adversarial"`` at one at or above P_a. The point estimate ``p``
+    is recorded beside the verdict, never in its place: near P_a it is a coin flip.
+
+    Cost, with the default 100 evaluations (5 looks): a sure point (p_adv = 1) takes 16
+    evaluations at P_a = 0.5 and 32 at P_a = 0.8; a point within a few hundredths of P_a
+    takes all 100 and is usually undecided (raise ``max_evaluations``). Without
+    smoothing g is deterministic: one evaluation decides (a defended endpoint's g is
+    random, ``classifier.random``: each evaluation is one query to it, answered by its
+    own g_{sigma,n}). Each evaluation's vote stops once its plurality answer is known
+    (``classifier.early_stop``; the same answer distribution as the full vote).
     """
     check_pa(pa)
     point = np.asarray(x, dtype=np.float32)
@@ -232,7 +263,7 @@ def estimate_p_adv(
     per_look = 1.0 - (1.0 - confidence) / len(schedule)
     plurality = Criterion(label, targeted=targeted)  # "adversarial" = the plurality vote's answer
     hits = drawn = 0
-    decided = not classifier.random
+    verdict = UNDECIDED
     for size in schedule:
         points = np.broadcast_to(point, (size - drawn, *point.shape))
         if classifier.early_stop:
@@ -242,12 +273,14 @@ def estimate_p_adv(
             votes = classifier.votes([(points, rng)])[0]
         hits += int(np.sum(plurality(votes)))
         drawn = size
-        low, high = clopper_pearson(hits, drawn, per_look)
-        if low >= pa or high < pa:
-            decided = True
+        low, high = clopper_pearson(hits, drawn, per_look) if classifier.random else (hits / drawn,) * 2
+        if low >= pa:
+            verdict = ADVERSARIAL
+        elif high < pa:
+            verdict = NOT_ADVERSARIAL
+        if verdict != UNDECIDED:
             break
-    low, high = clopper_pearson(hits, drawn, confidence)
-    return PAdv(hits / drawn, low, high, drawn, decided)
+    return PAdv(hits / drawn, low, high, drawn, verdict)
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,8 @@ def test_key_budget_ends_the_jobs_it_cuts_keeps_their_records_and_never_goes_pas
     assert "budget ran out" in first.output and "budget ran out" in second.output
     (a,) = [json.loads(line) for line in (tmp_path / "a" / "results.jsonl").read_text().splitlines()]
     assert a["queries"] == 30 and a["found"] and a["stopped"] is None and a["l2"] > 0
-    assert a["p_adv"] is None and a["success"] is None and a["verdict"].startswith("endpoint budget spent")
+    assert a["p_adv"] is None and a["success"] is None and a["verdict"] is None
+    assert a["verdict_note"].startswith("endpoint budget spent")
     assert np.load(tmp_path / "a" / a["adv_file"]).shape == (3, 32, 32)  # the best verified adversarial is kept
     row = json.loads((tmp_path / "a" / "summary.json").read_text())["attacks"]["hsja"]
     assert row["unjudged"] == 1 and row["success_rate"] is None  # not judged is no failure
@@ -225,7 +226,7 @@ def test_key_budget_ends_the_jobs_it_cuts_keeps_their_records_and_never_goes_pas
     assert sorted(r["attack"] for r in b) == ["hsja", "rays"]
     assert all(r["stopped"] == "endpoint budget spent" for r in b) and sum(r["queries"] for r in b) <= 16
     for r in b:  # a verdict is measured only while the key pays for it
-        assert (r["p_adv"] is None) == (r["verdict"] is not None or not r["found"])
+        assert (r["p_adv"] is None) == (r["verdict_note"] is not None or not r["found"])
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["results"] == 2 and summary["endpoint_budget_spent"] == 2
     assert isinstance(third.exception, EndpointBudgetSpent) and "budget for this key is spent" in str(third.exception)

@@ -24,11 +24,11 @@ from probe.attacks.base import (
     NORMS,
     Attack,
     AttackOutcome,
-    Confirmed,
     Tracker,
     distance,
     run_attack,
 )
+from probe.attacks.confirm import Confirmed
 from probe.attacks.cgba import CGBA
 from probe.attacks.hsja import HSJA
 from probe.attacks.psj import PSJ

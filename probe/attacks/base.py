@@ -16,10 +16,10 @@ Every query goes through :class:`Tracker`, which
   answered False later; nothing asserts it.
 
 Against a randomized oracle (randomized smoothing) the closest point ever
-answered True is usually a lucky answer. :class:`Confirmed` wraps an attack with a
-confirmation phase: a share of the budget is kept back from the search and
-spent on re-asking the best point ``votes`` times, moving it away from the
-original until enough answers are True. Only booleans are used.
+answered True is usually a lucky answer. :class:`probe.attacks.confirm.Confirmed`
+wraps an attack with a confirmation phase: a share of the budget is kept back from
+the search and spent on a sequential test of points moved away from the original,
+with a stated error. Only booleans are used.
 
 Every attack's knobs are keyword-only constructor parameters; ``repr(attack)`` and
 :meth:`Attack.params` list them all with their current values.
@@ -68,17 +68,46 @@ def distance(a: np.ndarray, b: np.ndarray, norm: str) -> float:
 
 @dataclass
 class AttackOutcome:
-    """What an attack returns: its best verified adversarial (None if none was found)."""
+    """What an attack returns: its best verified adversarial (None if none was found).
+
+    confirmed : whether a confirmation phase (:class:`~probe.attacks.confirm.Confirmed`) accepted ``x_adv``; None
+        when none ran.
+    trajectory : the attacker's progress, ``{"queries": [...], "l2": [...], "linf": [...]}``:
+        the distances of the point the attack would have returned had it stopped after
+        that many queries (None before it had one), at :func:`checkpoints` and at its end.
+        Under a confirmation phase only a confirmed point counts, so the entries are None
+        until the confirmation passes. Non-increasing in the attack's norm (the other norm
+        is that same point's, which may rise); the last entry is ``x_adv``'s.
+    """
 
     x_adv: np.ndarray | None
     distance: float
     norm: str
     queries: int
     budget: int
+    confirmed: bool | None = None
+    trajectory: dict | None = None
 
     @property
     def found(self) -> bool:
         return self.x_adv is not None
+
+
+DOMAINS = ("float", "uint8")
+
+
+def checkpoints(budget: int) -> list[int]:
+    """Log-spaced query counts of a trajectory: 10, 20, 50, 100, 200, 500, ... up to ``budget``."""
+    marks, scale = [], 10
+    while scale <= budget:
+        marks += [m for m in (scale, 2 * scale, 5 * scale) if m <= budget]
+        scale *= 10
+    return marks
+
+
+def to_grid(points: np.ndarray) -> np.ndarray:
+    """Points rounded to the 8-bit grid (k / 255), as an 8-bit image would carry them."""
+    return (np.round(np.asarray(points, dtype=np.float32) * np.float32(255.0)) / np.float32(255.0)).astype(np.float32)
 
 
 class Tracker:
@@ -91,17 +120,21 @@ class Tracker:
     it never reaches the caller of an attack.
     """
 
-    def __init__(self, x0: np.ndarray, budget: int, norm: str) -> None:
+    def __init__(self, x0: np.ndarray, budget: int, norm: str, *, domain: str = "float") -> None:
         check_choice("norm", norm, NORMS)
         check_int("budget", budget, 0)
         self.x0 = x0
         self.budget = int(budget)
         self.norm = norm
+        self.domain = check_choice("domain", domain, DOMAINS)
         self.spent = 0
         self.best: np.ndarray | None = None
         self.best_distance = float("inf")
+        self.confirming = False  # a confirmation phase decides what is returned (Confirmed)
         self.confirmed: np.ndarray | None = None
         self.first: np.ndarray | None = None  # the first point answered True
+        self.marks = checkpoints(self.budget)
+        self.trajectory: dict[str, list] = {"queries": [], "l2": [], "linf": []}
 
     @property
     def remaining(self) -> int:
@@ -110,11 +143,14 @@ class Tracker:
     def query(self, points: np.ndarray) -> QueryGen:
         """Ask the oracle about ``points`` (k, C, H, W); ``answers = yield from tracker.query(p)``.
 
-        Points are clipped to [0, 1] and cast to float32. If fewer queries are left
+        Points are clipped to [0, 1] and cast to float32 (in the ``uint8`` domain, rounded to
+        the 8-bit grid: distances are measured on what is asked). If fewer queries are left
         than points, the first ``remaining`` points are asked (they may still improve
         the best adversarial) and then BudgetExceeded is raised.
         """
         points = np.clip(np.asarray(points, dtype=np.float32), 0.0, 1.0)
+        if self.domain == "uint8":  # the attacker asks what it can send: 8-bit images
+            points = to_grid(points)
         if points.ndim != self.x0.ndim + 1 or points.shape[1:] != self.x0.shape:
             raise ValueError(f"candidates must have shape (k, {self.x0.shape}), got {points.shape}")
         if self.remaining <= 0:
@@ -136,21 +172,44 @@ class Tracker:
         return bool(answers[0])
 
     def _record(self, points: np.ndarray, answers: np.ndarray) -> None:
+        start = self.spent - len(points)  # queries spent before this batch
         hits = np.flatnonzero(answers)
         if self.first is None and len(hits):
             self.first = points[hits[0]].copy()
         for i in hits:
+            while self.marks and self.marks[0] <= start + i:  # checkpoints passed before point i
+                self._mark(self.marks.pop(0))
             d = distance(points[i], self.x0, self.norm)
             if 0.0 < d < self.best_distance:  # x0 itself (a random oracle may say yes to it) is no adversarial
                 self.best_distance = d
                 self.best = points[i].copy()
+        while self.marks and self.marks[0] <= self.spent:
+            self._mark(self.marks.pop(0))
+
+    def _current(self) -> np.ndarray | None:
+        """What the attack would return now."""
+        return self.confirmed if self.confirming else self.best
+
+    def _mark(self, queries: int) -> None:
+        point = self._current()
+        self.trajectory["queries"].append(int(queries))
+        for norm in NORMS:
+            self.trajectory[norm].append(None if point is None else round(distance(point, self.x0, norm), 6))
 
     def outcome(self) -> AttackOutcome:
-        """The confirmed point when a confirmation phase accepted one, else the best verified."""
-        if self.confirmed is not None:
-            d = distance(self.confirmed, self.x0, self.norm)
-            return AttackOutcome(self.confirmed, d, self.norm, self.spent, self.budget)
-        return AttackOutcome(self.best, self.best_distance, self.norm, self.spent, self.budget)
+        """The confirmed point when a confirmation phase accepted one, else the best verified
+        (``confirmed`` False when a confirmation phase ran and nothing passed)."""
+        point = self.confirmed if self.confirmed is not None else self.best
+        if self.trajectory["queries"] and self.trajectory["queries"][-1] == self.spent:
+            for values in self.trajectory.values():
+                values.pop()
+        self.trajectory["queries"].append(self.spent)  # the end: what is returned
+        for norm in NORMS:
+            self.trajectory[norm].append(None if point is None else round(distance(point, self.x0, norm), 6))
+        confirmed = (self.confirmed is not None) if self.confirming else None
+        d = distance(point, self.x0, self.norm) if point is not None else float("inf")
+        trajectory = {k: list(v) for k, v in self.trajectory.items()}
+        return AttackOutcome(point, d, self.norm, self.spent, self.budget, confirmed, trajectory)
 
 
 class Attack(ABC):
@@ -219,6 +278,8 @@ class Attack(ABC):
         budget: int,
         rng: np.random.Generator,
         x_init: np.ndarray | None = None,
+        *,
+        domain: str = "float",
     ) -> AttackGen:
         """The attack as a generator: yields candidate batches, returns an AttackOutcome.
 
@@ -226,9 +287,11 @@ class Attack(ABC):
         budget: hard limit on the number of points sent to the oracle.
         rng: the only source of randomness.
         x_init: an optional known adversarial start (needed for targeted attacks).
+        domain: ``"float"`` (any float32 point) or ``"uint8"`` (every point asked is rounded
+            to the 8-bit grid first: what an 8-bit image carries).
         """
         x0 = np.array(x0, dtype=np.float32, copy=True)  # private copy: the caller's array is never touched
-        tracker = Tracker(x0, budget, self.norm)
+        tracker = Tracker(x0, budget, self.norm, domain=domain)
         yield from self._phases(x0, tracker, rng, x_init)
         return tracker.outcome()
 
@@ -250,125 +313,6 @@ class Attack(ABC):
         x_init: np.ndarray | None,
     ) -> Generator[Points, Answers, None]:
         """Search for a close adversarial; every query through ``tracker.query``."""
-
-
-class Confirmed(Attack):
-    """Confirmation of the final point against a randomized oracle (a wrapper, Foolbox style).
-
-    Not an attack of its own: it runs the wrapped ``attack`` with ``share`` of the budget
-    kept back, then spends what is left on re-asking the best point found, pushed
-    outwards until enough answers are True (see :meth:`_confirm`). Only booleans are used.
-    The wrapped attack is not modified; the wrapper has its name and its norm.
-
-    Distance measure: the wrapped attack's (L2 or Linf).
-
-    Arguments:
-        attack (Attack): the attack to wrap (positional).
-        votes (int): answers asked per check of a candidate (one batch of identical
-            points). (Default: 20)
-        level (float): the wanted probability of being adversarial (the audit's P_a),
-            in (0, 1]; a candidate is accepted when at least ceil(votes * level) + 2
-            answers are True (capped at votes). (Default: 0.5)
-        share (float): fraction of the budget kept back from the search for the
-            confirmation, in [0, 1). (Default: 0.1)
-
-    Shape:
-        - x0: (C, H, W), float32 in [0, 1].
-        - candidates: (k, C, H, W), float32 in [0, 1] (each answered by one boolean).
-        - returns: :class:`AttackOutcome` (the confirmed point when a check passed,
-          else the best verified adversarial).
-
-    Examples::
-
-        >>> import numpy as np
-        >>> from probe.attacks import HSJA, Confirmed, run_attack
-        >>> w = np.random.default_rng(0).standard_normal((1, 8, 8))
-        >>> x0 = np.full((1, 8, 8), 0.5, dtype=np.float32)
-        >>> b = -float(w.ravel() @ x0.ravel()) - 0.1 * np.linalg.norm(w)  # L2 optimum: 0.1
-        >>> noise = np.random.default_rng(1)  # a randomized oracle: noisy margin
-        >>> oracle = lambda pts: (pts.reshape(len(pts), -1) @ w.ravel() + b) / np.linalg.norm(w) + 0.02 * noise.standard_normal(len(pts)) > 0
-        >>> attack = Confirmed(HSJA(), votes=10, level=0.5, share=0.2)
-        >>> attack
-        Confirmed(attack=HSJA(norm='l2', ...), votes=10, level=0.5, share=0.2)
-        >>> outcome = run_attack(attack, x0, oracle, budget=500, rng=np.random.default_rng(0))
-        >>> outcome.found, outcome.queries <= 500, attack.name, attack.norm
-        (True, True, 'hsja', 'l2')
-        >>> margin = float((outcome.x_adv.ravel() @ w.ravel() + b) / np.linalg.norm(w))
-        >>> bool(margin > 0)  # confirmed: on the adversarial side, not a lucky answer
-        True
-    """
-
-    def __init__(self, attack: Attack, *, votes: int = 20, level: float = 0.5, share: float = 0.1) -> None:
-        if not isinstance(attack, Attack):
-            raise ProbeError(f"attack must be an Attack, got {attack!r}")
-        self.attack = attack
-        self.votes = check_int("votes", votes, 1)
-        self.level = check_real("level", level, 0.0, 1.0, low_closed=False)
-        self.share = check_real("share", share, 0.0, 1.0, high_closed=False)
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.attack.name
-
-    @property
-    def norms(self) -> tuple[str, ...]:  # type: ignore[override]
-        return self.attack.norms
-
-    @property
-    def norm(self) -> str:  # type: ignore[override]
-        return self.attack.norm
-
-    def _phases(
-        self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
-    ) -> Generator[Points, Answers, None]:
-        """The wrapped attack within ``budget - int(share * budget)``, then the confirmation."""
-        budget = tracker.budget
-        tracker.budget = budget - int(self.share * budget)
-        yield from self.attack._phases(x0, tracker, rng, x_init)
-        tracker.budget = budget
-        if tracker.best is not None:
-            try:
-                yield from self._confirm(x0, tracker)
-            except BudgetExceeded:
-                pass
-
-    def _search(
-        self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
-    ) -> Generator[Points, Answers, None]:
-        """The wrapped attack's search (no reserve, no confirmation: see :meth:`_phases`)."""
-        return self.attack._search(x0, tracker, rng, x_init)
-
-    def _confirm(self, x0: np.ndarray, tracker: Tracker) -> Generator[Points, Answers, None]:
-        """Re-ask the best point, pushing it outwards until a check passes.
-
-        A check asks ``votes`` copies of a point and passes with at least
-        ceil(votes * level) + 2 True answers (capped at votes): a margin so that a point
-        right at the level rarely passes. Candidates: the best point's perturbation scaled by
-        1, 1.1, 1.25, 1.5, 2, 3, 5, 8, then 13, 21, 34, 55 while under half the first adversarial's
-        distance (in the attack's norm) with a check left after it (a lucky best far inside the
-        class: benchmarks/README.md, image 14), then points on the way to the first adversarial
-        (usually a far, robust one), re-asked until the budget ends. The first that passes is returned.
-        """
-        assert tracker.best is not None and tracker.first is not None
-        votes, best, first = self.votes, tracker.best, tracker.first
-        need = min(votes, math.ceil(votes * self.level - 1e-9) + 2)
-        ladder = [x0 + np.float32(f) * (best - x0) for f in (1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 8.0)]
-        reach = 0.5 * distance(first, x0, tracker.norm) / max(distance(best, x0, tracker.norm), 1e-12)
-        further = [x0 + np.float32(f) * (best - x0) for f in (13.0, 21.0, 34.0, 55.0) if f < reach]
-        toward, k = [best + np.float32(t) * (first - best) for t in (0.5, 1.0)], 0
-        while True:  # ends by a pass or by BudgetExceeded (every check spends `votes` queries)
-            if k < len(ladder):
-                point = ladder[k]
-            elif further and tracker.remaining >= 2 * votes:  # a check left for a sure point after it
-                point = further.pop(0)
-            else:
-                point = toward[0] if len(toward) == 1 else toward.pop(0)
-            point = np.clip(point, 0.0, 1.0)
-            answers = yield from tracker.query(np.broadcast_to(point, (votes, *x0.shape)))
-            if answers.sum() >= need:
-                tracker.confirmed = point
-                return
-            k += 1
 
 
 def run_attack(

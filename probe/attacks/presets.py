@@ -1,7 +1,7 @@
 """Presets: the attacks as published (``paper``) and probe's improved variants (``probe``).
 
 A preset is a set of constructor parameters per attack, plus whether a confirmation
-phase is added under a randomized oracle (:class:`~probe.attacks.base.Confirmed`).
+phase is added under a randomized oracle (:class:`~probe.attacks.confirm.Confirmed`).
 User options (``--attack-option hsja.memory=0``) are applied on top of the preset.
 
 * ``probe`` (default): each class's defaults, and a 15% confirmation reserve under

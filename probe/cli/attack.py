@@ -49,10 +49,16 @@ def attack(
     norm: Annotated[str, typer.Option("--norm", help="l2 or linf (HSJA; SurFree is L2, RayS Linf).")] = "l2",
     sigma: SigmaOpt = 0.05,
     n: NOpt = 10,
-    pa: Annotated[float, typer.Option("--pa", help="Level P_a: success needs p_adv >= P_a.")] = 0.5,
+    pa: Annotated[
+        float, typer.Option("--pa", help="Level P_a: a result is adversarial when eq. (4)'s interval for p_adv clears P_a.")
+    ] = 0.5,
     budget: Annotated[int, typer.Option("--budget", help="Queries per image and attack.")] = 2000,
     p_adv_samples: Annotated[
-        int, typer.Option("--p-adv-samples", help="Fresh smoothed evaluations that estimate p_adv.")
+        int,
+        typer.Option(
+            "--p-adv-samples",
+            help="The most fresh evaluations of the verdict's test (raise it when many results are undecided).",
+        ),
     ] = 100,
     targeted: Annotated[
         Optional[int],
@@ -66,6 +72,14 @@ def attack(
             "defense shows) or paper (at least ceil(n P_a) noisy votes wrong: reads the votes, a stronger oracle).",
         ),
     ] = "label",
+    domain: Annotated[
+        str,
+        typer.Option(
+            "--domain",
+            help="float (the paper's protocol) or uint8 (every query rounded to 8 bits, as an attacker sending "
+            "images must; distances on the rounded points). A UINT8 endpoint implies uint8.",
+        ),
+    ] = "float",
     preset: Annotated[
         str, typer.Option("--preset", help="probe (improved variants) or paper (the attacks as published).")
     ] = "probe",
@@ -116,6 +130,7 @@ def attack(
     unknown = [a for a in names if a not in ATTACKS]
     require(not unknown, f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)} or all")
     require(criterion in RULES, f"--criterion must be one of {', '.join(RULES)}, got {criterion!r}")
+    require(domain in ("float", "uint8"), f"--domain must be float or uint8, got {domain!r}")
     options = parse_options(attack_option or [], tuple(ATTACKS))
     settings = AttackSettings(preset=preset, options=options)
     require(norm in ("l2", "linf"), f"--norm must be l2 or linf, got {norm!r}")
@@ -139,7 +154,7 @@ def attack(
     classifier = SmoothedClassifier(runtime, sigma, n, early_stop=not full_votes)
     config = AttackConfig(
         attacks=names, norm=norm, pa=pa, budget=budget, seed=seed, targeted=targeted, criterion=criterion,
-        preset=settings.preset, options=settings.options, p_adv_samples=p_adv_samples, certify_n=certify_n,
+        domain=domain, preset=settings.preset, options=settings.options, p_adv_samples=p_adv_samples, certify_n=certify_n,
     )  # fmt: skip
     for name in names:  # unknown options and bad values fail here, before any model run
         config.attack(name, classifier.random)
@@ -242,6 +257,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "seed": config.seed,
         "targeted": config.targeted,
         "criterion": config.criterion,
+        "domain": config.domain,
         "preset": config.preset,
         "options": config.options,
         "images": len(data),
@@ -252,7 +268,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "defended_accuracy": accuracy,
         "attacks": summarize(records),
         "skipped_reasons": _reasons(records),
-        "endpoint_budget_spent": sum(1 for r in records if r.get("stopped") or r.get("verdict")),
+        "endpoint_budget_spent": sum(1 for r in records if r.get("stopped") or r.get("verdict_note")),
         "dimension": int(np.prod(runtime.input_shape)),
         **summary_extra,
     }

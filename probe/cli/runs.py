@@ -109,7 +109,7 @@ def sweep(
     records, configs, _, _ = load_results_dir(out_dir)
     rows = summarize_sweep(records, configs)
     err.print(f"{outcome.written} new results, {outcome.skipped_jobs} jobs already done, {outcome.seconds:.1f} s")
-    spent = sum(1 for r in records if r.get("stopped") or r.get("verdict"))
+    spent = sum(1 for r in records if r.get("stopped") or r.get("verdict_note"))
     if spent:
         err.print(f"[yellow]note:[/] the endpoint's key budget ran out: {spent} record(s) cut short or without a "
                   "verdict (their 'stopped'/'verdict' fields say so)", highlight=False)  # fmt: skip

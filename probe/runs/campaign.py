@@ -5,14 +5,17 @@ g_{sigma,n} with a sequential stop, charged to no attacker) is the label to move
 from, as in eq. (4); images whose true label is known and differs are skipped (already
 misclassified). Every (image, attack) pair is one engine job with its own oracle, budget
 and random streams. The attacker's answers follow ``criterion`` (``label`` or the
-paper's ``paper`` simulation). The verdict is eq. (4) once: ``p_adv`` from fresh
-plurality votes, ``success`` = found and ``p_adv >= pa``.
+paper's ``paper`` simulation). The verdict is eq. (4) once, as a test: ``p_adv`` from
+fresh plurality votes, ``verdict`` "adversarial" (its interval lies at or above P_a), "not
+adversarial" (below) or "undecided" (the evaluations ran out), ``success`` = "adversarial".
+The adversarial rounded to 8 bits (what a PNG holds) is judged the same way
+(``verdict_8bit``). In the ``uint8`` domain every point asked is on the 8-bit grid already.
 
 Against a remote model every evaluation of the verdict is a query to the endpoint
 (charged to the key; a defended endpoint's answer is one evaluation of its own
 g_{sigma,n}). When the key's budget runs out, a job ends as if its own budget were
 spent (``stopped``), and a verdict that can no longer be paid for is not invented:
-``p_adv`` and ``success`` are null and ``verdict`` says why.
+``p_adv``, ``verdict`` and ``success`` are null and ``verdict_note`` says why.
 
 Every random stream is keyed by the image's content (a hash of its canonical array)
 and by the attack's name and parameters, never by a position in a list: a record is the
@@ -29,15 +32,16 @@ from typing import Any, Callable
 import numpy as np
 
 from probe.attacks import Confirmed, resolve_norm
-from probe.attacks.base import Attack, AttackGen, distance
+from probe.attacks.base import DOMAINS, Attack, AttackGen, distance, to_grid
 from probe.attacks.presets import AttackSettings, build_attack
 from probe.data import ImageSet
 from probe.engine import Engine, Job, auto_max_jobs
 from probe.errors import EndpointBudgetSpent
-from probe.oracle import CleanLabel, Criterion, Oracle, clean_label, estimate_p_adv
+from probe.oracle import CleanLabel, Criterion, Oracle, PAdv, clean_label, estimate_p_adv
 from probe.runs import streams
 from probe.runs.verdict import Certificate, certify_original, eq6_bound
 from probe.smoothing import SmoothedClassifier
+from probe.validate import check_choice
 
 SPENT = "endpoint budget spent"
 
@@ -47,6 +51,9 @@ class AttackConfig:
     """Settings shared by every job of a run.
 
     criterion : the attacker's answer per query, "label" or "paper" (see :class:`~probe.oracle.Criterion`).
+    domain : "float" (the paper's protocol: any float32 point) or "uint8" (every query is
+        rounded to the 8-bit grid before it reaches the model, and distances are measured on
+        the rounded points: what an attacker sending 8-bit images can do).
     preset, options : the attacks' parameters (:mod:`probe.attacks.presets`).
     p_adv_samples : the most fresh evaluations of the sequential tests (clean label, p_adv).
     confidence : their confidence level.
@@ -60,6 +67,7 @@ class AttackConfig:
     seed: int = 0
     targeted: int | None = None
     criterion: str = "label"
+    domain: str = "float"
     preset: str = "probe"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     p_adv_samples: int = 100
@@ -68,13 +76,18 @@ class AttackConfig:
     certify_n: int = 1000
     certify_alpha: float = 0.001
 
+    def __post_init__(self) -> None:
+        check_choice("domain", self.domain, DOMAINS)
+
     @property
     def settings(self) -> AttackSettings:
         return AttackSettings(preset=self.preset, options=self.options)
 
-    def confirm_votes(self) -> int:
-        """Answers per confirmation check: about ten checks fit the kept-back share."""
-        return int(np.clip(int(self.settings.confirm_share * self.budget) // 10, 6, 16))
+    def confirm_level(self) -> float:
+        """The True rate a confirmation asks for: P_a under the ``label`` criterion (its answer
+        is eq. (4)'s event), 1/2 under ``paper`` (its answers already need ceil(n P_a) wrong
+        votes: P_a is not applied twice)."""
+        return self.pa if self.criterion == "label" else 0.5
 
     def attack(self, name: str, randomized: bool) -> Attack:
         """The attack ``name`` as this configuration builds it (confirmed against a randomized
@@ -82,7 +95,7 @@ class AttackConfig:
         attack = build_attack(name, norm=resolve_norm(name, self.norm), settings=self.settings)
         share = self.settings.confirm_share
         if randomized and share > 0:  # a randomized oracle: keep part of the budget to confirm the final point
-            attack = Confirmed(attack, votes=self.confirm_votes(), level=self.pa, share=share)
+            attack = Confirmed(attack, level=self.confirm_level(), share=share)
         return attack
 
 
@@ -139,12 +152,11 @@ def build_jobs(
             if reason is not None:
                 skipped.append(_record(meta, images, classifier, config, skipped=reason))
                 continue
-            gen = attack.run(
-                images.x[i], config.budget, streams.stream(config.seed, ikey, meta["attack_key"], kind=streams.ATTACK), x_init
-            )
+            rng = streams.stream(config.seed, ikey, meta["attack_key"], kind=streams.ATTACK)
+            gen = _timed(attack.run(images.x[i], config.budget, rng, x_init, domain=config.domain), meta)
             rng = streams.stream(config.seed, ikey, meta["attack_key"], kind=streams.ORACLE)
-            gen = _timed(gen, meta)
-            jobs.append(Job(gen, Oracle(classifier, criterion, budget=config.budget, rng=rng), meta))
+            oracle = Oracle(classifier, criterion, budget=config.budget, rng=rng, domain=config.domain)
+            jobs.append(Job(gen, oracle, meta))
     return jobs, skipped
 
 
@@ -163,6 +175,10 @@ def _p_adv(classifier: SmoothedClassifier, config: AttackConfig, meta: dict, x: 
     )  # fmt: skip
 
 
+def _interval(p: PAdv | None) -> list[float] | None:
+    return None if p is None else [round(p.low, 4), round(p.high, 4)]
+
+
 def _record(
     meta: dict,
     images: ImageSet,
@@ -179,17 +195,21 @@ def _record(
     x0 = images.x[i]
     if found and hasattr(classifier.runtime, "as_sent"):  # a remote UINT8 input: measured (and saved) as sent
         job.outcome = outcome = dataclasses.replace(outcome, x_adv=classifier.runtime.as_sent(outcome.x_adv))
-    p = q = verdict = None
+    p = q = note = None
     if found:
         try:
             p = _p_adv(classifier, config, meta, outcome.x_adv, streams.PADV)
-            q = _p_adv(classifier, config, meta, np.round(outcome.x_adv * 255.0) / np.float32(255.0), streams.PADV8)
+            on_grid = config.domain == "uint8" or bool(np.array_equal(to_grid(outcome.x_adv), outcome.x_adv))
+            q = p if on_grid else _p_adv(classifier, config, meta, to_grid(outcome.x_adv), streams.PADV8)
         except EndpointBudgetSpent:  # the spent key cannot pay for the fresh evaluations
             p = q = None
-            verdict = f"{SPENT}: p_adv not measured"
-    success = None if verdict else bool(found and p.p >= config.pa)
+            note = f"{SPENT}: p_adv not measured"
+    success = None if note else bool(found and p.adversarial)
     l2 = distance(outcome.x_adv, x0, "l2") if found else None
-    bound = eq6_bound(certificate, sigma=classifier.sigma, n=classifier.n, pa=config.pa)
+    criterion = meta["criterion"]
+    bound = eq6_bound(
+        certificate, sigma=classifier.sigma, n=classifier.n, pa=config.pa, label=criterion.label, targeted=criterion.targeted
+    )
     return {
         "image": images.ids[i],
         "label": meta["label"],
@@ -201,6 +221,7 @@ def _record(
         "preset": config.preset,
         "params": meta["params"],
         "criterion": config.criterion,
+        "domain": config.domain,
         "norm": resolve_norm(meta["attack"], config.norm),
         "sigma": classifier.sigma,
         "n": classifier.n,
@@ -211,25 +232,36 @@ def _record(
         "queries": job.oracle.queries if job else 0,
         "inferences": job.oracle.inferences if job else 0,
         "found": found,
+        "confirmed": outcome.confirmed if outcome is not None else None,
         "success": success,
-        "verdict": verdict,
+        "verdict": None if p is None else p.verdict,
+        "verdict_note": note,
         "stopped": job.stopped if job else None,
         "early_stop": classifier.early_stop,
         "p_adv": None if p is None else p.p,
-        "p_adv_interval": None if p is None else [round(p.low, 4), round(p.high, 4)],
+        "p_adv_interval": _interval(p),
         "p_adv_evaluations": None if p is None else p.evaluations,
         "p_adv_confidence": config.confidence,
         "p_adv_8bit": None if q is None else q.p,
+        "p_adv_8bit_interval": _interval(q),
+        "verdict_8bit": None if q is None else q.verdict,
         "l2": l2,
         "linf": distance(outcome.x_adv, x0, "linf") if found else None,
         "certified_radius": None if certificate is None else certificate.radius,
         "certify": None if certificate is None else certificate.settings,
         "bound_eq6": bound,
         "below_bound_eq6": bool(success and bound is not None and l2 < bound),
+        "trajectory": outcome.trajectory if outcome is not None else None,
         "seconds": round(time.perf_counter() - meta["started"], 3) if "started" in meta else 0.0,
         "skipped": skipped,
         **getattr(classifier.runtime, "record_fields", {}),  # a remote model: endpoint, protocol, defended
     }
+
+
+def _uint8_input(classifier: SmoothedClassifier) -> bool:
+    """Whether the model takes 8-bit input (a remote UINT8 endpoint): the ``uint8`` domain."""
+    spec = getattr(classifier.runtime, "input", None)
+    return getattr(spec, "datatype", None) == "UINT8"
 
 
 def finish_job(
@@ -259,6 +291,9 @@ def attack_images(
     max_jobs : (image, attack) jobs running at once, in order (None:
         :func:`probe.engine.auto_max_jobs` of the image size). Records do not depend on it.
     """
+    if config.domain == "uint8" or _uint8_input(classifier):  # 8-bit originals; an 8-bit endpoint implies it
+        config = dataclasses.replace(config, domain="uint8")
+        images = dataclasses.replace(images, x=to_grid(images.x))
     if clean is None:
         clean = clean_labels(
             classifier, images, seed=config.seed, evaluations=config.p_adv_samples, confidence=config.confidence

@@ -108,7 +108,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def save_adversarial(
-    folder: Path, stem: str, x0: np.ndarray, x_adv: np.ndarray, *, amplify: float | None = None
+    folder: Path, stem: str, x0: np.ndarray, x_adv: np.ndarray, *, amplify: float | None = None, suffix: str = "adv"
 ) -> Path:
     """Save the adversarial PNG and a side-by-side original | adversarial | amplified difference.
 
@@ -120,16 +120,24 @@ def save_adversarial(
     peak = float(np.max(np.abs(diff))) or 1.0
     amplify = amplify or 0.5 / peak
     panel = np.concatenate([to_uint8(x0), to_uint8(x_adv), to_uint8(0.5 + amplify * diff)], axis=1)
-    adv_path = folder / f"{stem}_adv.png"
+    adv_path = folder / f"{stem}_{suffix}.png"
     Image.fromarray(to_uint8(x_adv)).save(adv_path)
     Image.fromarray(panel).save(folder / f"{stem}_compare.png")
     return adv_path
 
 
+PNG_SUFFIX = {"adversarial": "adv", "not adversarial": "not-adversarial-at-8bit", "undecided": "undecided-at-8bit"}
+
+
 def save_record_image(folder: Path, record: dict, x0: np.ndarray, x_adv: np.ndarray) -> Path:
-    """Save a record's adversarial PNGs in ``folder`` (created), named after its image and attack."""
+    """Save a record's PNGs in ``folder`` (created), named after its image and attack.
+
+    A PNG holds the adversarial rounded to 8 bits, so it is named by that point's verdict
+    (``verdict_8bit``): ``..._adv.png`` only when it is adversarial at 8 bits, else
+    ``..._not-adversarial-at-8bit.png`` or ``..._undecided-at-8bit.png``."""
     prepare_dir(folder)
-    return save_adversarial(folder, f"{Path(record['image']).stem}_{record['attack']}", x0, x_adv)
+    suffix = PNG_SUFFIX.get(record.get("verdict_8bit") or "adversarial", "adv")
+    return save_adversarial(folder, f"{Path(record['image']).stem}_{record['attack']}", x0, x_adv, suffix=suffix)
 
 
 def start_run(folder: Path, settings: dict, *, resume: bool = False, overwrite: bool = False) -> list[dict]:

@@ -248,6 +248,7 @@ def attack_config(cfg: SweepConfig):
         budget=cfg.budget,
         seed=cfg.seed,
         criterion=cfg.criterion,
+        domain=cfg.domain,
         preset=cfg.preset,
         options=cfg.options,
         p_adv_samples=cfg.p_adv_samples,

@@ -16,6 +16,7 @@ A sweep is described by a TOML file (parsed with the standard ``tomllib``)::
     seed = 0
     certify = { n0 = 100, n = 1000, alpha = 0.001 }   # optional: CERTIFY radii per (model, sigma)
     criterion = "label"                  # the attacker's answer: "label" or "paper" (ceil(n P_a) votes)
+    domain = "float"                     # "float" or "uint8" (every query rounded to the 8-bit grid)
     preset = "probe"                     # the attacks' settings: "probe" or "paper" (as published)
     batch_size = "auto"                  # images per model call: a number, or auto (measured, cached)
     full_votes = false                   # true: all n votes of every query (no early stop once decided)
@@ -77,11 +78,12 @@ _TOP_KEYS = {
     "save_images": bool,
     "certify": (bool, dict),
     "criterion": str,
+    "domain": str,
     "preset": str,
     "attack": dict,
     "extra": list,
 }
-_EXTRA_KEYS = {"models", "model", "sigma", "n", "pa", "budget", "attacks", "criterion", "preset", "attack"}
+_EXTRA_KEYS = {"models", "model", "sigma", "n", "pa", "budget", "attacks", "criterion", "domain", "preset", "attack"}
 _CERTIFY_KEYS = {"n0": int, "n": int, "alpha": float}
 _ENDPOINT_KEYS = {"url": str, "protocol": str, "concurrency": int, "timeout": (int, float), "defended": bool}
 
@@ -103,6 +105,7 @@ class SweepConfig:
     seed: int = 0
     p_adv_samples: int = 100
     criterion: str = "label"
+    domain: str = "float"
     preset: str = "probe"
     options: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
     full_votes: bool = False  # all n votes of every query (other noise streams, so another configuration)
@@ -110,6 +113,7 @@ class SweepConfig:
     def identity(self) -> dict[str, Any]:
         """The parameters that tell configurations apart (attacks are per job, not per configuration)."""
         return {**({"full_votes": True} if self.full_votes else {}),
+            **({"domain": self.domain} if self.domain != "float" else {}),
             "model": self.model,
             "sigma": self.sigma,
             "n": self.n,
@@ -255,6 +259,9 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
         criterion = table.get("criterion", "label")
         if criterion not in RULES:
             raise ProbeError(f"{tag}: 'criterion' must be one of {', '.join(RULES)}, got {criterion!r}")
+        domain = table.get("domain", "float")
+        if domain not in ("float", "uint8"):
+            raise ProbeError(f"{tag}: 'domain' must be float or uint8, got {domain!r}")
         preset = table.get("preset", "probe")
         if preset not in PRESETS:
             raise ProbeError(f"{tag}: 'preset' must be one of {', '.join(PRESETS)}, got {preset!r}")
@@ -275,6 +282,7 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
                     seed=seed,
                     p_adv_samples=p_adv_samples,
                     criterion=criterion,
+                    domain=domain,
                     preset=preset,
                     options=options,
                     full_votes=data.get("full_votes", False),
