@@ -80,6 +80,27 @@ def test_without_noise_success_is_exactly_found(lin, tmp_path, run_cli):
     assert found == {2: {False, True}, 1000: {True}}
 
 
+def test_a_png_that_fails_at_8_bits_is_named_and_judged_so(lin, tmp_path, run_cli):
+    """sigma = 0, float domain: the attacks end a hair past the hyperplane, so rounding to 8
+    bits can carry the point back. Each record judges its 8-bit point too (``verdict_8bit``),
+    and its PNG is named ``_adv.png`` only when that point is adversarial: re-read, an
+    ``_adv.png`` is on the adversarial side, a ``_not-adversarial-at-8bit.png`` is not."""
+    out = tmp_path / "run"
+    result = run_cli("attack", "--model", lin.model, "--images", lin.folder, "--sigma", 0, "--budget", 1000,
+                     "--attack", "hsja,surfree", "--out", out, "--save-images")
+    assert result.exit_code == 0, result.output
+    names = set()
+    for rec in records_of(out):
+        assert rec["verdict"] == "adversarial" and rec["verdict_8bit"] in ("adversarial", "not adversarial")
+        t = lin.margin(load_png(rec["adv_path"]))
+        flipped = (t > 0) != (rec["clean_label"] == 1)
+        assert flipped == (rec["verdict_8bit"] == "adversarial")
+        suffix = "_adv.png" if flipped else "_not-adversarial-at-8bit.png"
+        assert rec["adv_path"].endswith(suffix) and rec["p_adv_8bit"] == float(flipped)
+        names.add(suffix)
+    assert names == {"_adv.png", "_not-adversarial-at-8bit.png"}  # both happen on these images
+
+
 def looks(maximum: int, first: int = 8) -> list[int]:
     """The sample sizes at which p_adv's sequential estimate may stop: 8, 16, 32, ..., maximum."""
     sizes = [first]
