@@ -39,6 +39,7 @@ from probe.engine import Engine, Job, auto_max_jobs
 from probe.errors import EndpointBudgetSpent
 from probe.oracle import CleanLabel, Criterion, Oracle, PAdv, clean_label, estimate_p_adv
 from probe.runs import streams
+from probe.runs.record import AttackRecord
 from probe.runs.verdict import Certificate, certify_original, eq6_bound
 from probe.smoothing import SmoothedClassifier
 from probe.validate import check_choice
@@ -204,58 +205,58 @@ def _record(
         except EndpointBudgetSpent:  # the spent key cannot pay for the fresh evaluations
             p = q = None
             note = f"{SPENT}: p_adv not measured"
-    success = None if note else bool(found and p.adversarial)
+    success = None if note or skipped else bool(found and p.adversarial)
     l2 = distance(outcome.x_adv, x0, "l2") if found else None
     criterion = meta["criterion"]
     bound = eq6_bound(
         certificate, sigma=classifier.sigma, n=classifier.n, pa=config.pa, label=criterion.label, targeted=criterion.targeted
     )
-    return {
-        "image": images.ids[i],
-        "label": meta["label"],
-        "clean_label": clean.label,
-        "clean_margin": round(clean.margin, 4),
-        "clean_evaluations": clean.evaluations,
-        "clean_accuracy": clean.accuracy,
-        "attack": meta["attack"],
-        "preset": config.preset,
-        "params": meta["params"],
-        "criterion": config.criterion,
-        "domain": config.domain,
-        "norm": resolve_norm(meta["attack"], config.norm),
-        "sigma": classifier.sigma,
-        "n": classifier.n,
-        "pa": config.pa,
-        "seed": config.seed,
-        "budget": config.budget,
-        "targeted": config.targeted,
-        "queries": job.oracle.queries if job else 0,
-        "inferences": job.oracle.inferences if job else 0,
-        "found": found,
-        "confirmed": outcome.confirmed if outcome is not None else None,
-        "success": success,
-        "verdict": None if p is None else p.verdict,
-        "verdict_note": note,
-        "stopped": job.stopped if job else None,
-        "early_stop": classifier.early_stop,
-        "p_adv": None if p is None else p.p,
-        "p_adv_interval": _interval(p),
-        "p_adv_evaluations": None if p is None else p.evaluations,
-        "p_adv_confidence": config.confidence,
-        "p_adv_8bit": None if q is None else q.p,
-        "p_adv_8bit_interval": _interval(q),
-        "verdict_8bit": None if q is None else q.verdict,
-        "l2": l2,
-        "linf": distance(outcome.x_adv, x0, "linf") if found else None,
-        "certified_radius": None if certificate is None else certificate.radius,
-        "certify": None if certificate is None else certificate.settings,
-        "bound_eq6": bound,
-        "below_bound_eq6": bool(success and bound is not None and l2 < bound),
-        "trajectory": outcome.trajectory if outcome is not None else None,
-        "seconds": round(time.perf_counter() - meta["started"], 3) if "started" in meta else 0.0,
-        "skipped": skipped,
-        **getattr(classifier.runtime, "record_fields", {}),  # a remote model: endpoint, protocol, defended
-    }
+    record = AttackRecord(
+        image=images.ids[i],
+        label=meta["label"],
+        clean_label=clean.label,
+        clean_margin=round(clean.margin, 4),
+        clean_evaluations=clean.evaluations,
+        clean_accuracy=clean.accuracy,
+        attack=meta["attack"],
+        preset=config.preset,
+        params=meta["params"],
+        criterion=config.criterion,
+        domain=config.domain,
+        norm=resolve_norm(meta["attack"], config.norm),
+        sigma=classifier.sigma,
+        n=classifier.n,
+        pa=config.pa,
+        seed=config.seed,
+        budget=config.budget,
+        targeted=config.targeted,
+        queries=job.oracle.queries if job else 0,
+        inferences=job.oracle.inferences if job else 0,
+        found=found,
+        confirmed=outcome.confirmed if outcome is not None else None,
+        success=success,
+        verdict=None if p is None else p.verdict,
+        verdict_note=note,
+        stopped=job.stopped if job else None,
+        early_stop=classifier.early_stop,
+        p_adv=None if p is None else p.p,
+        p_adv_interval=_interval(p),
+        p_adv_evaluations=None if p is None else p.evaluations,
+        p_adv_confidence=config.confidence,
+        p_adv_8bit=None if q is None else q.p,
+        p_adv_8bit_interval=_interval(q),
+        verdict_8bit=None if q is None else q.verdict,
+        l2=l2,
+        linf=distance(outcome.x_adv, x0, "linf") if found else None,
+        certified_radius=None if certificate is None else certificate.radius,
+        certify=None if certificate is None else certificate.settings,
+        bound_eq6=bound,
+        below_bound_eq6=bool(success and bound is not None and l2 < bound),
+        trajectory=outcome.trajectory if outcome is not None else None,
+        seconds=round(time.perf_counter() - meta["started"], 3) if "started" in meta else 0.0,
+        skipped=skipped,
+    )
+    return {**record.to_dict(), **getattr(classifier.runtime, "record_fields", {})}  # remote: endpoint, protocol, ...
 
 
 def _uint8_input(classifier: SmoothedClassifier) -> bool:
