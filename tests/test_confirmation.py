@@ -249,3 +249,15 @@ def test_uint8_domain_asks_only_points_on_the_8bit_grid(name):
     assert len(pts) == 300 and np.array_equal(pts * 255, np.round(pts * 255))
     assert out.found and np.array_equal(out.x_adv * 255, np.round(out.x_adv * 255))
     assert out.distance >= p.opt_l2 * (1 - 1e-6) if out.norm == "l2" else out.distance >= p.opt_linf * (1 - 1e-6)
+
+
+@pytest.mark.parametrize("criterion, pa, level", [("label", 0.8, 0.8), ("paper", 0.8, 0.5), ("label", 0.5, 0.5)])
+def test_p_a_is_applied_once_in_the_confirmation(criterion, pa, level):
+    """Under the label criterion an answer is eq. (4)'s event, so the confirmation asks for a
+    True rate of P_a; the paper's answers already need ceil(n P_a) wrong votes, so it asks
+    for a majority of them (checking P_a again pushed points out by about 0.7 sigma)."""
+    from probe.runs.campaign import AttackConfig
+
+    attack = AttackConfig(criterion=criterion, pa=pa).attack("hsja", randomized=True)
+    assert isinstance(attack, Confirmed) and attack.level == level
+    assert not isinstance(AttackConfig(criterion=criterion, pa=pa).attack("hsja", randomized=False), Confirmed)
