@@ -29,6 +29,7 @@ MODULES = [
     "probe.attacks.cgba",
     "probe.attacks.psj",
     "probe.attacks.base",
+    "probe.attacks.confirm",
     "probe.attacks",
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

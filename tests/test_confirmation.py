@@ -86,7 +86,7 @@ def test_confirmation_keeps_back_its_share_and_spends_it_on_checks():
 
 @pytest.mark.parametrize(
     "params, match",
-    [({"votes": 0}, "votes"), ({"votes": 2.5}, "votes"), ({"level": 1.5}, "level"), ({"level": 0.0}, "level"),
+    [({"votes": -1}, "votes"), ({"votes": 2.5}, "votes"), ({"level": 1.5}, "level"), ({"level": 0.0}, "level"),
      ({"share": 1.0}, "share"), ({"share": -0.1}, "share"), ({"error": 0.0}, "error"), ({"error": 1.0}, "error")],
 )
 def test_confirmation_parameters_are_validated(params, match):

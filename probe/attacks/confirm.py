@@ -37,8 +37,8 @@ class Confirmed(Attack):
 
     Arguments:
         attack (Attack): the attack to wrap (positional).
-        votes (int or None): answers asked per look (one batch of identical points); None:
-            a sixth of what is left for the confirmation, between 8 and 16. (Default: None)
+        votes (int): answers asked per look (one batch of identical points); 0: a sixth of
+            what is left for the confirmation, between 8 and 16. (Default: 0)
         level (float): the wanted probability of a True answer, in (0, 1]: the audit's
             P_a under the ``label`` criterion (the answer is then exactly eq. (4)'s event),
             1/2 under the ``paper`` criterion (whose answers already need ceil(n P_a) wrong
@@ -64,7 +64,7 @@ class Confirmed(Attack):
         >>> oracle = lambda pts: (pts.reshape(len(pts), -1) @ w.ravel() + b) / np.linalg.norm(w) + 0.02 * noise.standard_normal(len(pts)) > 0
         >>> attack = Confirmed(HSJA(), level=0.5, share=0.2)
         >>> attack
-        Confirmed(attack=HSJA(norm='l2', ...), votes=None, level=0.5, share=0.2, error=0.05)
+        Confirmed(attack=HSJA(norm='l2', ...), votes=0, level=0.5, share=0.2, error=0.05)
         >>> outcome = run_attack(attack, x0, oracle, budget=500, rng=np.random.default_rng(0))
         >>> outcome.found, outcome.confirmed, outcome.queries <= 500, attack.name, attack.norm
         (True, True, True, 'hsja', 'l2')
@@ -78,12 +78,12 @@ class Confirmed(Attack):
     STAY = 4
 
     def __init__(
-        self, attack: Attack, *, votes: int | None = None, level: float = 0.5, share: float = 0.1, error: float = 0.05
+        self, attack: Attack, *, votes: int = 0, level: float = 0.5, share: float = 0.1, error: float = 0.05
     ) -> None:
         if not isinstance(attack, Attack):
             raise ProbeError(f"attack must be an Attack, got {attack!r}")
         self.attack = attack
-        self.votes = None if votes is None else check_int("votes", votes, 1)
+        self.votes = check_int("votes", votes, 0)
         self.level = check_real("level", level, 0.0, 1.0, low_closed=False)
         self.share = check_real("share", share, 0.0, 1.0, high_closed=False)
         self.error = check_real("error", error, 0.0, 1.0, low_closed=False, high_closed=False)
