@@ -52,6 +52,7 @@ answered by 1,000 and 2,000 queries, on the same images.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import os
@@ -61,6 +62,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import run_folders
 
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "hsja": ("hsja", []),
@@ -180,15 +183,14 @@ def run(args) -> int:
 
 
 def records(root: Path) -> list[dict]:
+    """The attacked images' records of the runs under ``root`` (an ``--out``: MODEL/CELL/CONFIG/), each
+    with its ``config``; from ``results/runs.jsonl.gz`` where the folders are not on disk (pack_runs.py)."""
     rows = []
-    for path in sorted(root.glob("*/s*_n*_q*/*/results.jsonl")):
-        config = path.parent.name
-        for line in path.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                if r.get("skipped") is None:
-                    r["config"] = config
-                    rows.append(r)
+    for name, run in sorted(run_folders(root).items()):
+        parts = name.split("/")
+        if len(parts) != 3 or not fnmatch.fnmatchcase(parts[1], "s*_n*_q*"):
+            continue
+        rows += [dict(r, config=parts[2]) for r in run["records"] if r.get("skipped") is None]
     return rows
 
 
