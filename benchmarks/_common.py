@@ -105,3 +105,22 @@ def pack_runs(results: Path) -> tuple[int, int]:
             f.write((json.dumps(item, sort_keys=True) + "\n").encode("utf-8"))
     tmp.replace(out)
     return len(runs), sum(len(r["records"]) for r in runs.values())
+
+
+def unpack_runs(results: Path, roots: list[str] | None = None) -> int:
+    """Write the archived runs back as folders under ``results`` (those of ``roots`` only, when
+    given: names of folders of ``results``), so that ``adaptive.py --run`` skips the finished ones
+    and ``probe attack --resume`` goes on from the others. A folder already on disk is left as it
+    is. Returns the number of runs written."""
+    written = 0
+    for name, run in sorted(read_archive(results / ARCHIVE).items()):
+        folder = results / name
+        if (roots and name.split("/")[0] not in roots) or (folder / "results.jsonl").exists():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for kind in ("run", "summary"):
+            if run[kind] is not None:
+                (folder / f"{kind}.json").write_text(json.dumps(run[kind], indent=2) + "\n")
+        (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in run["records"]))
+        written += 1
+    return written

@@ -43,6 +43,10 @@ on where it stopped. The configurations:
   probes). The ``psj+f4`` folders were run as ``psj`` before the change (their ``run.json``
   shows no option).
 
+The run folders are not kept in git: ``pack_runs.py`` packs them into ``results/runs.jsonl.gz``,
+which ``--summarize`` reads for a root (or a run) that is not on disk; ``pack_runs.py --unpack``
+writes them back, so that ``--run`` skips the finished runs and resumes the others.
+
 A record counts when p_adv >= P_a = 0.5; the figure is the median L2 of the successful
 records, beside the successes. The bare model's figures come from
 ``attack_strength.py`` rows (``--bare``): the closest adversarial each attack had been
