@@ -241,24 +241,23 @@ KNOWN_UPWARD_IMPORTS: dict[tuple[str, str], str] = {
 }
 
 
+def _entry(entry: str) -> tuple[list[str], bool]:
+    """A LAYERS entry as (path parts below probe, whether it is a package with everything in it):
+    "runs/" -> (["runs"], True), "errors.py" -> (["errors"], False), "__init__.py" -> ([], False)
+    (the package ``probe`` itself)."""
+    if entry.endswith("/"):
+        return entry[:-1].split("/"), True
+    parts = entry.removesuffix(".py").split("/")
+    return ([] if parts == ["__init__"] else parts), False
+
+
 def _layer_of(module: str, layers=LAYERS) -> int | None:
     """Index in ``layers`` of ``module``'s layer (the longest matching entry), None if none."""
     rel = module.split(".")[1:]
     best: tuple[int, int] | None = None
     for index, (_, entries) in enumerate(layers):
-        for entry in entries:
-            if entry == "__init__.py":
-                parts = []
-            elif entry == "__main__.py":
-                parts = ["__main__"]
-            elif entry.endswith("/"):
-                parts = entry[:-1].split("/")
-            else:
-                parts = entry.removesuffix(".py").split("/")
-            if entry.endswith("/") or entry == "__init__.py":
-                hit = rel[: len(parts)] == parts if parts else not rel
-            else:
-                hit = rel == parts
+        for parts, package in map(_entry, entries):
+            hit = rel[: len(parts)] == parts if package else rel == parts
             if hit and (best is None or len(parts) > best[1]):
                 best = (index, len(parts))
     return None if best is None else best[0]
