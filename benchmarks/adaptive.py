@@ -43,6 +43,10 @@ on where it stopped. The configurations:
   probes). The ``psj+f4`` folders were run as ``psj`` before the change (their ``run.json``
   shows no option).
 
+The run folders are not kept in git: ``pack_runs.py`` packs them into ``results/runs.jsonl.gz``,
+which ``--summarize`` reads for a root (or a run) that is not on disk; ``pack_runs.py --unpack``
+writes them back, so that ``--run`` skips the finished runs and resumes the others.
+
 A record counts when p_adv >= P_a = 0.5; the figure is the median L2 of the successful
 records, beside the successes. The bare model's figures come from
 ``attack_strength.py`` rows (``--bare``): the closest adversarial each attack had been
@@ -52,6 +56,7 @@ answered by 1,000 and 2,000 queries, on the same images.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import os
@@ -61,6 +66,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import run_folders
 
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "hsja": ("hsja", []),
@@ -180,15 +187,14 @@ def run(args) -> int:
 
 
 def records(root: Path) -> list[dict]:
+    """The attacked images' records of the runs under ``root`` (an ``--out``: MODEL/CELL/CONFIG/), each
+    with its ``config``; from ``results/runs.jsonl.gz`` where the folders are not on disk (pack_runs.py)."""
     rows = []
-    for path in sorted(root.glob("*/s*_n*_q*/*/results.jsonl")):
-        config = path.parent.name
-        for line in path.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                if r.get("skipped") is None:
-                    r["config"] = config
-                    rows.append(r)
+    for name, run in sorted(run_folders(root).items()):
+        parts = name.split("/")
+        if len(parts) != 3 or not fnmatch.fnmatchcase(parts[1], "s*_n*_q*"):
+            continue
+        rows += [dict(r, config=parts[2]) for r in run["records"] if r.get("skipped") is None]
     return rows
 
 

@@ -15,13 +15,32 @@ import os
 import sys
 from pathlib import Path
 
-from probe.runs.bench import oracle_overhead, random_resnet50
+from probe.runs.bench import oracle_overhead
 from probe.zoo import resolve_model
 from probe.runtime import Runtime
 
 from _common import Report
 
 BENCH_DIR = Path(os.environ.get("PROBE_BENCH_DIR", "/tmp/probe-bench"))
+
+
+def random_resnet50(path: Path) -> Path:
+    """Export a ResNet50 with random weights (speed does not depend on them); needs torch."""
+    if path.is_file():
+        return path
+    import tempfile
+
+    import torch
+
+    from probe.recipes.export import export_resnet50
+    from probe.recipes.resnet50 import build_resnet50
+
+    torch.manual_seed(0)
+    model = build_resnet50()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "resnet50_random.pth"
+        torch.save(model.state_dict(), ckpt)
+        return export_resnet50(ckpt, "torchvision", path, variant="resnet50-random")
 
 
 def model_path(name: str) -> Path:

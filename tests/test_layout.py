@@ -1,12 +1,13 @@
-"""The package's shape: imports run one way (no cycle), the attacks depend on nothing but
-NumPy and SciPy, modules stay small, the commands share their model options, and the
-README's Python example runs as written."""
+"""The package's shape: imports run one way (down the layers of docs/architecture.md, and
+no cycle), the attacks depend on nothing but NumPy and SciPy, modules stay small, the
+commands share their model options, and the README's Python example runs as written."""
 
 from __future__ import annotations
 
 import ast
 import re
 import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,6 +205,123 @@ def test_no_import_cycle():
     graph = import_graph()
     found = cycles(graph)
     assert not found, "import cycles:\n" + "\n".join(_describe(c, graph) for c in found)
+
+
+# --------------------------------------------------------------------------- the layers
+
+#: The layers of docs/architecture.md, top to bottom (the test below checks that its table
+#: says the same). Imports run one way, down this list: a module imports only from its own
+#: layer or from a layer above it, never from one below it (lazy imports inside functions
+#: included). A name ending in "/" is a package and everything in it. `attacks` sits above
+#: `engine`: the attacks import nothing of probe but the base layer, and the engine drives
+#: them. `recipes` (torch-only export code) imports only the base and input layers, and
+#: `probe models export` calls it, so it sits above the interface. The interface is the
+#: bottom: the Typer app, the package's lazy facade (`probe/__init__.py`) and `__main__`,
+#: which may import anything.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("base", ("errors.py", "validate.py", "interrupt.py")),
+    ("input", ("spec.py", "data.py", "runtime.py", "autotune.py", "zoo.py", "load.py")),
+    ("defense", ("smoothing/",)),
+    ("attacker's view", ("oracle.py",)),
+    ("remote", ("remote/",)),
+    ("attacks", ("attacks/",)),
+    ("scheduling", ("engine.py",)),
+    ("workflows", ("runs/",)),
+    ("figures", ("experiments/",)),
+    ("export", ("recipes/",)),
+    ("interface", ("cli/", "__init__.py", "__main__.py")),
+)
+
+#: KNOWN upward imports, each waiting for its fix (issue #35). The test tolerates exactly these
+#: (importer, imported) pairs; whoever removes such an import deletes its entry here too (a
+#: left-over entry only warns). Add nothing: fix the import instead.
+KNOWN_UPWARD_IMPORTS: dict[tuple[str, str], str] = {
+    # the report draws Fig. 5 with the figures' plotting helpers; #35 moves them or the report
+    ("probe.runs.report", "probe.experiments.plots"): "#35",
+}
+
+
+def _entry(entry: str) -> tuple[list[str], bool]:
+    """A LAYERS entry as (path parts below probe, whether it is a package with everything in it):
+    "runs/" -> (["runs"], True), "errors.py" -> (["errors"], False), "__init__.py" -> ([], False)
+    (the package ``probe`` itself)."""
+    if entry.endswith("/"):
+        return entry[:-1].split("/"), True
+    parts = entry.removesuffix(".py").split("/")
+    return ([] if parts == ["__init__"] else parts), False
+
+
+def _layer_of(module: str, layers=LAYERS) -> int | None:
+    """Index in ``layers`` of ``module``'s layer (the longest matching entry), None if none."""
+    rel = module.split(".")[1:]
+    best: tuple[int, int] | None = None
+    for index, (_, entries) in enumerate(layers):
+        for parts, package in map(_entry, entries):
+            hit = rel[: len(parts)] == parts if package else rel == parts
+            if hit and (best is None or len(parts) > best[1]):
+                best = (index, len(parts))
+    return None if best is None else best[0]
+
+
+def upward_imports(graph: dict[str, dict[str, int]], layers=LAYERS) -> list[tuple[str, str, int]]:
+    """(importer, imported, line) for every edge of ``graph`` that runs up the list of layers."""
+    found = []
+    for module, edges in sorted(graph.items()):
+        here = _layer_of(module, layers)
+        for target, line in sorted(edges.items()):
+            there = _layer_of(target, layers)
+            if here is not None and there is not None and there > here:
+                found.append((module, target, line))
+    return found
+
+
+def test_the_direction_finder_finds_a_planted_upward_import():
+    layers = (("low", ("errors.py",)), ("mid", ("runs/",)), ("top", ("cli/", "__init__.py")))
+    graph = {
+        "probe.errors": {},
+        "probe.runs.a": {"probe.errors": 3, "probe.runs.b": 4},
+        "probe.runs.b": {"probe.cli.x": 9},  # runs up the list
+        "probe.cli.x": {"probe.runs.a": 1, "probe": 2},
+        "probe": {},
+    }
+    assert upward_imports(graph, layers) == [("probe.runs.b", "probe.cli.x", 9)]
+    assert _layer_of("probe", layers) == 2 and _layer_of("probe.runs", layers) == 1
+    assert _layer_of("probe.errors", layers) == 0 and _layer_of("probe.other", layers) is None
+
+
+def test_every_module_has_a_layer():
+    missing = [m for m in MODULES if _layer_of(m) is None]
+    assert not missing, f"modules in no layer of LAYERS (add them there and to docs/architecture.md): {missing}"
+
+
+def test_imports_run_down_the_layers():
+    graph = import_graph()
+    found = upward_imports(graph)
+    names = [name for name, _ in LAYERS]
+    bad = [
+        f"{MODULES[a].relative_to(ROOT)}:{line} imports {b} "
+        f"({names[_layer_of(a)]} -> {names[_layer_of(b)]}, a layer below it)"
+        for a, b, line in found
+        if (a, b) not in KNOWN_UPWARD_IMPORTS
+    ]
+    assert not bad, "imports that run up the layers of docs/architecture.md:\n" + "\n".join(bad)
+    left = sorted(set(KNOWN_UPWARD_IMPORTS) - {(a, b) for a, b, _ in found})
+    if left:
+        warnings.warn(f"KNOWN_UPWARD_IMPORTS entries that are fixed now (delete them): {left}", stacklevel=1)
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+def test_architecture_page_lists_the_same_layers():
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    section = text.split("## The layers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| layer")]
+    documented = tuple(
+        (cells[0], tuple(re.findall(r"`([^`]+)`", cells[1])))
+        for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows)
+    )
+    assert documented == LAYERS, "docs/architecture.md's table of layers and LAYERS disagree"
 
 
 ATTACK_ALLOWED = ("numpy", "scipy", "probe.attacks", "probe.errors", "probe.validate")

@@ -349,27 +349,3 @@ def engine_batching(
         result.speedup = statistics.median(speedups)
         result.speedups = speedups
     return result
-
-
-# --------------------------------------------------------------------------- models for the benchmarks
-
-
-def random_resnet50(path: str | Path) -> Path:
-    """Export a ResNet50 with random weights (speed does not depend on them); needs torch."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    import tempfile
-
-    import torch
-
-    from probe.recipes.export import export_resnet50
-    from probe.recipes.resnet50 import build_resnet50
-
-    torch.manual_seed(0)
-    model = build_resnet50()
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = Path(tmp) / "resnet50_random.pth"
-        torch.save(model.state_dict(), ckpt)
-        return export_resnet50(ckpt, "torchvision", path, variant="resnet50-random")
-

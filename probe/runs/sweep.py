@@ -50,15 +50,24 @@ from probe.runs.results import (
 from probe.runs.sweep_file import Sweep, SweepConfig
 
 
+#: the distribution's name on the package index (pyproject's ``[project] name``); the import is ``probe``
+DISTRIBUTION = "onnx-probe"
+
+
 def versions() -> dict[str, str]:
-    """Versions of probe and the software it runs on."""
+    """Versions of probe (its installed distribution's; "unknown" when run from a source tree
+    that is not installed) and of the software it runs on."""
+    from importlib import metadata
+
     import onnxruntime
     import scipy
 
-    import probe
-
+    try:
+        own = metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        own = "unknown"
     return {
-        "probe": probe.__version__,
+        "probe": own,
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "scipy": scipy.__version__,
