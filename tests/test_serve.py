@@ -64,8 +64,8 @@ def cifar():
 def probe_app(runtime, tmp_path, *, sigma=0.0, n=1, keys=True, **config):
     """(app, keys store path or None) for the CIFAR model."""
     db = tmp_path / "keys.sqlite" if keys else None
-    config = {"seed": 0, "insecure_seed": True, **config}
-    cfg = ServeConfig(name="cifar10-cnn", sigma=sigma, n=n, keys=db, log=tmp_path / "requests.jsonl", **config)
+    config = {"seed": 0, "insecure_seed": True, "log": tmp_path / "requests.jsonl", **config}
+    cfg = ServeConfig(name="cifar10-cnn", sigma=sigma, n=n, keys=db, **config)
     return create_app(SmoothedClassifier(runtime, sigma, n), cfg), db
 
 

@@ -242,6 +242,8 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
             entry["answers"] = outcome.labels
         count(status, **entry)
         metrics.latency.observe(time.perf_counter() - start)
+        if outcome.status in (408, 413):  # the body's rest is not read: the connection ends with the answer
+            outcome.headers = {**(outcome.headers or {}), "Connection": "close"}
         return outcome.response()
 
     async def _infer(name: str, request, entry: dict) -> Outcome:
