@@ -145,3 +145,14 @@ def test_deep_nesting_is_a_400_logged_and_counted_and_a_500_is_too(cifar, tmp_pa
     log = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert [e["status"] for e in log] == [400, 400, 400, 200, 500, 404]
     assert "RuntimeError: the model thread died" in log[4]["error"] and log[0]["client"] == "testclient"
+
+
+def test_rate_limiter_forgets_refilled_buckets_of_many_addresses(monkeypatch):
+    from probe.remote.checks import RateLimiter
+
+    limiter = RateLimiter(1e6, 2)  # refilled within a microsecond
+    monkeypatch.setattr(RateLimiter, "MAX_BUCKETS", 50)
+    for i in range(200):
+        limiter.wait_time(f"10.0.0.{i}")
+    assert len(limiter._buckets) <= 51
+    assert limiter.blocked("10.0.0.199") == 0.0 and limiter.wait_time("x") == 0.0

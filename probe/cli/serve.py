@@ -33,21 +33,54 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     keys: KeysOpt = DEFAULT_KEYS,
-    no_keys: Annotated[bool, typer.Option("--no-keys", help="Serve without API keys or budgets (loopback only, unless --insecure).")] = False,
-    insecure: Annotated[bool, typer.Option("--insecure", help="Allow --no-keys on a --host other than loopback.")] = False,
+    no_keys: Annotated[
+        bool,
+        typer.Option("--no-keys", help="Serve without API keys or budgets (loopback only, unless --insecure)."),
+    ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Allow --no-keys on a --host other than loopback."),
+    ] = False,
     rate: Annotated[float, typer.Option("--rate", help="Requests per second per key (0: no limit).")] = 0.0,
     burst: Annotated[int, typer.Option("--burst", help="Requests a key may send at once before --rate applies.")] = 20,
     max_points: Annotated[int, typer.Option("--max-points", help="Points per request at most.")] = 256,
-    max_mb: Annotated[Optional[float], typer.Option("--max-mb", help="Largest request body in MiB (default: the largest request --max-points points make).")] = None,
-    read_timeout: Annotated[float, typer.Option("--read-timeout", help="Seconds a request's headers, and then its body, may take to arrive.")] = 10.0,
-    log: Annotated[Optional[Path], typer.Option("--log", help="JSON-lines request log (key, client, time, points, digests, answers), created 0600.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="The model's name on the server (default: --model).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the server's noise: repeats its answers after a restart, so it needs --insecure-seed.")] = None,
+    max_mb: Annotated[
+        Optional[float],
+        typer.Option("--max-mb", help="Largest request body in MiB (default: what --max-points points take)."),
+    ] = None,
+    read_timeout: Annotated[
+        float,
+        typer.Option("--read-timeout", help="Seconds a request's headers, and then its body, may take to arrive."),
+    ] = 10.0,
+    log: Annotated[
+        Optional[Path],
+        typer.Option("--log", help="JSON-lines request log (client, key, points, digests, answers), 0600."),
+    ] = None,
+    name: Annotated[
+        Optional[str],
+        typer.Option("--name", help="The model's name on the server (default: --model)."),
+    ] = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option("--seed", help="Seed of the server's noise (it repeats after a restart: needs --insecure-seed)."),
+    ] = None,
     insecure_seed: Annotated[bool, typer.Option("--insecure-seed", help="Allow --seed (tests only).")] = False,
-    metrics_host: Annotated[str, typer.Option("--metrics-host", help="Address of the /metrics listener.")] = "127.0.0.1",
-    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Port of the /metrics listener (default: no metrics served).")] = None,
-    ssl_certfile: Annotated[Optional[str], typer.Option("--ssl-certfile", help="TLS certificate (PEM): serve HTTPS.")] = None,
-    ssl_keyfile: Annotated[Optional[str], typer.Option("--ssl-keyfile", help="TLS private key (PEM) of --ssl-certfile.")] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option("--metrics-host", help="Address of the /metrics listener."),
+    ] = "127.0.0.1",
+    metrics_port: Annotated[
+        Optional[int],
+        typer.Option("--metrics-port", help="Port of the /metrics listener (default: no metrics served)."),
+    ] = None,
+    ssl_certfile: Annotated[
+        Optional[str],
+        typer.Option("--ssl-certfile", help="TLS certificate (PEM): serve HTTPS."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Optional[str],
+        typer.Option("--ssl-keyfile", help="TLS private key (PEM) of --ssl-certfile."),
+    ] = None,
     api_docs: Annotated[bool, typer.Option("--api-docs", help="Serve /docs, /redoc and /openapi.json.")] = False,
 ) -> None:
     """Serve --model smoothed with --sigma/--n at http://HOST:PORT/v2/models/NAME: labels only,
@@ -71,9 +104,11 @@ def serve(
         check_real("--max-mb", max_mb, 0.0, low_closed=False)
     if metrics_port is not None:
         check_int("--metrics-port", metrics_port, 0, 65535)
-    require(seed is None or insecure_seed, "--seed repeats the server's noise after every restart: add --insecure-seed (tests only)")
+    require(seed is None or insecure_seed,
+            "--seed repeats the server's noise after every restart: add --insecure-seed (tests only)")  # fmt: skip
     require(no_keys or keys.exists(), f"no keys database {keys}: add a key first (probe serve keys add NAME --budget Q)")
-    require(not no_keys or insecure or is_loopback(host), f"--no-keys on {host}, which is not loopback: add --insecure to serve anyone without keys")
+    require(not no_keys or insecure or is_loopback(host),
+            f"--no-keys on {host}, which is not loopback: add --insecure to serve anyone without keys")  # fmt: skip
     check_tls(ssl_certfile, ssl_keyfile)
     sock = bind(host, port)  # before the model loads: a busy port is one error line
     metrics = Metrics()
@@ -81,7 +116,8 @@ def serve(
         try:
             metrics.listen(metrics_host, metrics_port, certfile=ssl_certfile, keyfile=ssl_keyfile)
         except OSError as exc:
-            raise ProbeError(f"cannot listen on {metrics_host}:{metrics_port} (--metrics-port): {exc.strerror or exc}") from None
+            where = f"{metrics_host}:{metrics_port} (--metrics-port)"
+            raise ProbeError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     runtime = model_options.open()
     classifier = SmoothedClassifier(runtime, sigma, n)
     served = name or Path(model_options.model or DEFAULT_MODEL).stem

@@ -124,6 +124,13 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    MAX_BUCKETS = 100_000
+
+    def _forget(self, now: float) -> None:
+        full = [k for k, (tokens, last) in self._buckets.items() if tokens + (now - last) * self.rate >= self.burst]
+        for k in full:
+            del self._buckets[k]
+
     def blocked(self, key: str) -> float:
         """The seconds until ``key`` has a token (0: it has one now); nothing is taken."""
         if self.rate <= 0:
@@ -142,6 +149,8 @@ class RateLimiter:
         with self._lock:
             tokens, last = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if len(self._buckets) >= self.MAX_BUCKETS:  # many addresses: forget those whose bucket refilled
+                self._forget(now)
             if tokens >= 1.0:
                 self._buckets[key] = (tokens - 1.0, now)
                 return 0.0

@@ -286,7 +286,8 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
             if first != digests["digest"]:
                 return _conflict(request_id)
             outcome = await asyncio.shield(pending)
-            return Outcome(outcome.status, outcome.body, outcome.headers, outcome.labels, outcome.code, {"repeated": True})
+            return Outcome(outcome.status, outcome.body, outcome.headers, outcome.labels, outcome.code,
+                           {"repeated": True})  # fmt: skip
         pending = asyncio.get_running_loop().create_future()
         inflight[slot] = (digests["digest"], pending)
         try:
