@@ -156,3 +156,24 @@ def test_rate_limiter_forgets_refilled_buckets_of_many_addresses(monkeypatch):
         limiter.wait_time(f"10.0.0.{i}")
     assert len(limiter._buckets) <= 51
     assert limiter.blocked("10.0.0.199") == 0.0 and limiter.wait_time("x") == 0.0
+
+
+def test_bodies_read_at_once_share_a_bound_past_it_503_and_a_client_leaving_mid_body_is_a_499(cifar, tmp_path):
+    import socket
+
+    app, _ = probe_app(cifar, tmp_path, keys=False, max_inflight_bytes=1_000_000)
+    with running(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        port = int(url.rsplit(":", 1)[1])
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        slow.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n"
+                     % PATH.encode() + b" " * 800_000)  # fmt: skip
+        time.sleep(0.5)  # 800 kB of the pool's 1 MB held by a body that stalls
+        busy = client.post(PATH, content=b" " * 300_000)
+        slow.close()
+        time.sleep(0.5)
+        after = client.post(PATH, content=b" " * 300_000)
+    assert busy.status_code == 503 and busy.json()["code"] == "busy" and busy.headers["Retry-After"] == "1"
+    assert after.status_code == 400  # the pool was given back: read, and found not to be JSON
+    log = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert sorted(e["status"] for e in log) == [400, 499, 503]
+    assert [e["code"] for e in log if e["status"] == 499] == ["client_gone"]

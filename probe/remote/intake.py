@@ -9,6 +9,10 @@ it passes the bound, and for binary tensor data reads the JSON header first: onc
 ``shape`` is known, the body may hold exactly that many values and no more. The
 reading has a deadline (408). Parsing happens after, off the event loop
 (:func:`probe.remote.checks.parse_infer`), on a body of bounded size.
+
+All the bodies being read and parsed at once share a :class:`BytePool`: past it, a
+request is answered 503 ``busy`` (``Retry-After``) instead of growing the server's
+memory by its body; a client that leaves mid-body is a 499 (logged, never sent).
 """
 
 from __future__ import annotations
@@ -44,6 +48,35 @@ class Limits:
         return most if self.cap is None else min(most, self.cap)
 
 
+class BytePool:
+    """Bytes of request bodies held at once, at most ``most`` (used on the event loop only)."""
+
+    def __init__(self, most: int) -> None:
+        self.most = int(most)
+        self.used = 0
+
+    def lease(self) -> "Lease":
+        return Lease(self)
+
+
+class Lease:
+    """One request's share of a :class:`BytePool`; :meth:`close` gives it back."""
+
+    def __init__(self, pool: BytePool) -> None:
+        self.pool = pool
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        if self.pool.used + size > self.pool.most:
+            raise RequestError(503, "the server is reading as many request bodies as it holds at once", "busy")
+        self.pool.used += size
+        self.held += size
+
+    def close(self) -> None:
+        self.pool.used -= self.held
+        self.held = 0
+
+
 def too_large(limit: int) -> RequestError:
     return RequestError(413, f"the request is larger than the model takes ({limit} bytes at most)", "too_large")
 
@@ -60,8 +93,11 @@ def _binary_size(header: bytes, shape: tuple[int, ...]) -> int | None:
     return None
 
 
-async def read_body(request, limits: Limits, header_length: int | None, deadline: float) -> bytes:
-    """The body of ``request`` (a Starlette Request), read within ``limits`` in at most ``deadline`` seconds."""
+async def read_body(request, limits: Limits, header_length: int | None, deadline: float, lease: Lease) -> bytes:
+    """The body of ``request`` (a Starlette Request), read within ``limits`` in at most ``deadline``
+    seconds, each chunk taken from ``lease`` (which the caller closes once the body is parsed)."""
+    from starlette.requests import ClientDisconnect
+
     binary = header_length is not None
     limit = limits.most_bytes(binary)
     if binary and not 0 <= header_length <= min(HEADER_ROOM, limit):
@@ -77,6 +113,7 @@ async def read_body(request, limits: Limits, header_length: int | None, deadline
                 size += len(chunk)
                 if size > limit:
                     raise too_large(limit)
+                lease.take(len(chunk))
                 chunks.append(chunk)
                 if binary and not checked and size >= header_length:
                     checked = True
@@ -90,4 +127,6 @@ async def read_body(request, limits: Limits, header_length: int | None, deadline
                         raise RequestError(400, f"binary input: the shape asks for {data} bytes after the header")
     except TimeoutError:
         raise RequestError(408, f"the request's body did not arrive within {deadline:g} s", "timeout") from None
+    except ClientDisconnect:
+        raise RequestError(499, "the client left before its request's body arrived", "client_gone") from None
     return b"".join(chunks)

@@ -41,7 +41,7 @@ from probe.remote import need
 from probe.remote import protocol as v2
 from probe.remote.batcher import Batcher
 from probe.remote.checks import RateLimiter, RequestError, parse_infer
-from probe.remote.intake import Limits, read_body
+from probe.remote.intake import BytePool, Limits, read_body
 from probe.remote.keys import Answered, BudgetSpent, KeyStore
 from probe.remote.observe import Metrics, RequestLog, near_digests, payload_digest, point_digests
 
@@ -70,8 +70,9 @@ class ServeConfig:
     per second per key (0: no limit) and the burst. anonymous_rate, anonymous_burst :
     the same per client address, for requests without a valid key. max_points : points
     per request. max_bytes : a further bound on the body (None: the largest request the
-    model takes, :class:`probe.remote.intake.Limits`). read_timeout : seconds a request's
-    body may take to arrive. wait : seconds the batcher waits for more requests. log :
+    model takes, :class:`probe.remote.intake.Limits`). max_inflight_bytes : the bodies
+    read and parsed at once (None: 256 MiB, or one largest request if more; past it:
+    503). read_timeout : seconds a request's body may take to arrive. wait : seconds the batcher waits for more requests. log :
     the JSON-lines request log (None: none). seed : the noise stream's seed, mixed with a
     fresh nonce at every start unless insecure_seed (then the stream repeats: tests
     only). docs : serve /docs, /redoc and /openapi.json.
@@ -87,7 +88,8 @@ class ServeConfig:
     anonymous_burst: int = 20
     max_points: int = 256
     max_bytes: int | None = None
-    read_timeout: float = 30.0
+    read_timeout: float = 10.0
+    max_inflight_bytes: int | None = None
     wait: float = 0.002
     log: Path | None = None
     seed: int | None = None
@@ -136,6 +138,7 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
     runtime = classifier.runtime
     shape = tuple(runtime.input_shape)
     limits = Limits(shape, config.max_points, config.max_bytes)
+    pool = BytePool(config.max_inflight_bytes or max(256 * 2**20, limits.most_bytes(binary=False)))
     store = KeyStore(config.keys) if config.keys is not None else None
     limiter = RateLimiter(config.rate, config.burst)
     anonymous = RateLimiter(config.anonymous_rate, config.anonymous_burst)
@@ -160,7 +163,7 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
     docs = {} if config.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = fastapi.FastAPI(title="probe serve", version="1", lifespan=lifespan, **docs)
     app.state.metrics, app.state.batcher, app.state.store = metrics, batcher, store
-    err = {str(s): _ERROR for s in (400, 401, 404, 408, 409, 413, 429)}
+    err = {str(s): _ERROR for s in (400, 401, 404, 408, 409, 413, 429, 503)}
 
     def count(status: int, **entry) -> None:
         metrics.requests.labels(str(status)).inc()
@@ -242,7 +245,7 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
             entry["answers"] = outcome.labels
         count(status, **entry)
         metrics.latency.observe(time.perf_counter() - start)
-        if outcome.status in (408, 413):  # the body's rest is not read: the connection ends with the answer
+        if outcome.status in (408, 413, 503):  # the body's rest is not read: the connection ends with the answer
             outcome.headers = {**(outcome.headers or {}), "Connection": "close"}
         return outcome.response()
 
@@ -272,11 +275,15 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
             length = int(header) if header is not None else None
         except ValueError:
             return refusal(400, f"{v2.HEADER_LENGTH} must be an integer", "bad_request")
+        lease = pool.lease()
         try:
-            body = await read_body(request, limits, length, config.read_timeout)
+            body = await read_body(request, limits, length, config.read_timeout, lease)
             points, request_id, digests = await asyncio.to_thread(_parse, body, header, shape, config.max_points, span)
         except RequestError as refused:
-            return refusal(refused.status, refused.message, refused.code)
+            headers = {"Retry-After": "1"} if refused.status == 503 else None
+            return refusal(refused.status, refused.message, refused.code, headers)
+        finally:
+            lease.close()
         entry.update(id=request_id, points=len(points), **digests)
         if key is None or not request_id:
             return await _answer(key, request_id, points, digests["digest"])
