@@ -177,3 +177,23 @@ def test_bodies_read_at_once_share_a_bound_past_it_503_and_a_client_leaving_mid_
     log = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert sorted(e["status"] for e in log) == [400, 499, 503]
     assert [e["code"] for e in log if e["status"] == 499] == ["client_gone"]
+
+
+def test_the_largest_json_requests_are_parsed_in_a_worker_process_while_health_answers(cifar, tmp_path):
+    import pickle
+
+    from probe.remote.checks import RequestError
+
+    again = pickle.loads(pickle.dumps(RequestError(413, "too big", "too_large")))  # crosses the process boundary
+    assert (again.status, again.message, again.code) == (413, "too big", "too_large")
+    app, _ = probe_app(cifar, tmp_path, keys=False)
+    x = np.random.default_rng(5).random((256, *SHAPE), dtype=np.float32)
+    body = json.dumps(infer_body(x)).encode()  # 15 MiB: json.loads takes about a second here
+    truth = cifar.labels(x).tolist()
+    with running(app) as url, Health(url) as health, httpx.Client(base_url=url, timeout=60) as client:
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: client.post(PATH, content=body), range(3)))
+    print(f"health: {health.answers} answers, worst {health.worst:.3f} s")
+    assert [a.status_code for a in answers] == [200] * 3
+    assert all(a.json()["outputs"][0]["data"] == truth for a in answers)
+    assert health.failures == 0 and health.worst < 1.0  # parsed in a thread: up to 1.67 s (3 clients x 5 requests)

@@ -31,6 +31,9 @@ class RequestError(Exception):
         self.message = message
         self.code = code
 
+    def __reduce__(self):  # whole across a process boundary (parsing runs in a worker process)
+        return (RequestError, (self.status, self.message, self.code))
+
 
 def parse_infer(
     body: bytes,

@@ -7,8 +7,9 @@ plus :data:`HEADER_ROOM` for the rest. :func:`read_body` refuses a larger declar
 ``Content-Length`` at once (413, nothing read), stops reading a chunked body as soon as
 it passes the bound, and for binary tensor data reads the JSON header first: once its
 ``shape`` is known, the body may hold exactly that many values and no more. The
-reading has a deadline (408). Parsing happens after, off the event loop
-(:func:`probe.remote.checks.parse_infer`), on a body of bounded size.
+reading has a deadline (408). Parsing happens after, off the event loop, on a body of
+bounded size (:class:`Parser`: a JSON body of :data:`PROCESS_BYTES` or more in a worker
+process, since ``json.loads`` holds the GIL and would stall the loop from a thread).
 
 All the bodies being read and parsed at once share a :class:`BytePool`: past it, a
 request is answered 503 ``busy`` (``Retry-After``) instead of growing the server's
@@ -20,12 +21,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from probe.remote.checks import RequestError
 
 HEADER_ROOM = 64 * 1024  # bytes around the data: id, names, shape, parameters
 JSON_VALUE_BYTES = 32  # the most bytes one number and its separator take in JSON data
+PROCESS_BYTES = 2**20  # JSON bodies from this size on are parsed in a worker process
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,32 @@ class Lease:
     def close(self) -> None:
         self.pool.used -= self.held
         self.held = 0
+
+
+class Parser:
+    """Runs ``parse(body, *args)`` off the event loop: a JSON body of PROCESS_BYTES or more in a
+    worker process (started when first needed, spawned: never a fork of the model's threads),
+    anything smaller or binary in a thread."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def run(self, parse, body: bytes, binary: bool, *args):
+        if binary or len(body) < PROCESS_BYTES:
+            return await asyncio.to_thread(parse, body, *args)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, parse, body, *args)
+        except BrokenProcessPool:
+            self._pool = None  # the next request starts a new worker
+            raise RequestError(503, "the request parser stopped; retry", "busy") from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def too_large(limit: int) -> RequestError:

@@ -41,7 +41,7 @@ from probe.remote import need
 from probe.remote import protocol as v2
 from probe.remote.batcher import Batcher
 from probe.remote.checks import RateLimiter, RequestError, parse_infer
-from probe.remote.intake import BytePool, Limits, read_body
+from probe.remote.intake import BytePool, Limits, Parser, read_body
 from probe.remote.keys import Answered, BudgetSpent, KeyStore
 from probe.remote.observe import Metrics, RequestLog, near_digests, payload_digest, point_digests
 
@@ -138,6 +138,7 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
     runtime = classifier.runtime
     shape = tuple(runtime.input_shape)
     limits = Limits(shape, config.max_points, config.max_bytes)
+    parser = Parser()
     pool = BytePool(config.max_inflight_bytes or max(256 * 2**20, limits.most_bytes(binary=False)))
     store = KeyStore(config.keys) if config.keys is not None else None
     limiter = RateLimiter(config.rate, config.burst)
@@ -156,6 +157,7 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
         batcher.start()
         yield
         await batcher.stop()
+        await asyncio.to_thread(parser.close)
         log.close()
         if store is not None:
             store.close()
@@ -278,7 +280,8 @@ def create_app(classifier, config: ServeConfig, metrics: Metrics | None = None):
         lease = pool.lease()
         try:
             body = await read_body(request, limits, length, config.read_timeout, lease)
-            points, request_id, digests = await asyncio.to_thread(_parse, body, header, shape, config.max_points, span)
+            points, request_id, digests = await parser.run(_parse, body, length is not None, header, shape,
+                                                           config.max_points, span)  # fmt: skip
         except RequestError as refused:
             headers = {"Retry-After": "1"} if refused.status == 503 else None
             return refusal(refused.status, refused.message, refused.code, headers)
