@@ -197,3 +197,33 @@ def test_the_largest_json_requests_are_parsed_in_a_worker_process_while_health_a
     assert [a.status_code for a in answers] == [200] * 3
     assert all(a.json()["outputs"][0]["data"] == truth for a in answers)
     assert health.failures == 0 and health.worst < 1.0  # parsed in a thread: up to 1.67 s (3 clients x 5 requests)
+
+
+def _exit_worker(body: bytes) -> None:
+    import os
+
+    os._exit(3)
+
+
+def _size(body: bytes) -> int:
+    return len(body)
+
+
+def test_a_parser_worker_that_dies_is_a_503_and_the_next_request_gets_a_new_one():
+    import asyncio
+
+    from probe.remote.checks import RequestError
+    from probe.remote.intake import PROCESS_BYTES, Parser
+
+    async def go() -> tuple[int, int, int]:
+        parser = Parser()
+        try:
+            try:
+                await parser.run(_exit_worker, b" " * PROCESS_BYTES, False)
+            except RequestError as refused:
+                status = refused.status
+            return status, await parser.run(_size, b" " * PROCESS_BYTES, False), await parser.run(_size, b"ab", False)
+        finally:
+            parser.close()
+
+    assert asyncio.run(go()) == (503, PROCESS_BYTES, 2)
