@@ -142,6 +142,9 @@ async def read_body(request, limits: Limits, header_length: int | None, deadline
         async with asyncio.timeout(deadline):
             async for chunk in request.stream():
                 size += len(chunk)
+                if size > limit and checked:
+                    asked = limit - header_length
+                    raise RequestError(400, f"binary input: the shape asks for {asked} bytes after the header")
                 if size > limit:
                     raise too_large(limit)
                 lease.take(len(chunk))
