@@ -117,6 +117,9 @@ def test_binary_data_is_bounded_by_its_declared_shape(cifar, tmp_path):
         assert huge.status_code == 413
         header = {**headers, v2.HEADER_LENGTH: str(200_000)}  # a JSON header larger than any request needs
         assert client.post(PATH, content=b" " * 200_001, headers=header).status_code == 413
+        deep = b"[" * 5000 + b"]" * 5000  # a binary request's JSON header nested too deeply
+        nested = client.post(PATH, content=deep, headers={**headers, v2.HEADER_LENGTH: str(len(deep))})
+        assert nested.status_code == 400 and "nested too deeply" in nested.json()["error"]
 
 
 @pytest.mark.parametrize("depth", [1000, 100_000])
