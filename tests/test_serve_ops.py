@@ -180,6 +180,8 @@ def test_no_keys_off_loopback_needs_insecure_and_a_busy_port_is_one_error_line(r
     assert not is_loopback("0.0.0.0") and not is_loopback("no-such-host.invalid")
     refused = run_cli("serve", "--model", "cifar10-cnn", "--no-keys", "--host", "0.0.0.0")
     assert isinstance(refused.exception, ProbeError) and "--insecure" in str(refused.exception)
+    public = run_cli("serve", "--model", "cifar10-cnn", "--no-keys", "--metrics-port", "9", "--metrics-host", "0.0.0.0")
+    assert isinstance(public.exception, ProbeError) and "metrics name every key" in str(public.exception)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

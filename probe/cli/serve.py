@@ -39,7 +39,7 @@ def serve(
     ] = False,
     insecure: Annotated[
         bool,
-        typer.Option("--insecure", help="Allow --no-keys on a --host other than loopback."),
+        typer.Option("--insecure", help="Allow --no-keys, or metrics, off loopback."),
     ] = False,
     rate: Annotated[float, typer.Option("--rate", help="Requests per second per key (0: no limit).")] = 0.0,
     burst: Annotated[int, typer.Option("--burst", help="Requests a key may send at once before --rate applies.")] = 20,
@@ -109,6 +109,8 @@ def serve(
     require(no_keys or keys.exists(), f"no keys database {keys}: add a key first (probe serve keys add NAME --budget Q)")
     require(not no_keys or insecure or is_loopback(host),
             f"--no-keys on {host}, which is not loopback: add --insecure to serve anyone without keys")  # fmt: skip
+    require(metrics_port is None or insecure or is_loopback(metrics_host),
+            f"--metrics-host {metrics_host} is not loopback, and the metrics name every key: add --insecure")  # fmt: skip
     check_tls(ssl_certfile, ssl_keyfile)
     sock = bind(host, port)  # before the model loads: a busy port is one error line
     metrics = Metrics()
