@@ -34,12 +34,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(app, port: int | None = None):
-    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1; yields its base URL; stops it after."""
+def running(app, port: int | None = None, **options):
+    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1 (probe serve's timeouts and limits,
+    ``options``: :func:`probe.remote.listen.uvicorn_config`'s); yields its base URL; stops it after."""
     import uvicorn
 
+    from probe.remote.listen import uvicorn_config
+
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port, log_level="error", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -47,7 +50,7 @@ def running(app, port: int | None = None):
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if options.get('ssl_certfile') else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(20)
@@ -61,7 +64,8 @@ def cifar():
 def probe_app(runtime, tmp_path, *, sigma=0.0, n=1, keys=True, **config):
     """(app, keys store path or None) for the CIFAR model."""
     db = tmp_path / "keys.sqlite" if keys else None
-    cfg = ServeConfig(name="cifar10-cnn", sigma=sigma, n=n, keys=db, log=tmp_path / "requests.jsonl", seed=0, **config)
+    config = {"seed": 0, "insecure_seed": True, "log": tmp_path / "requests.jsonl", **config}
+    cfg = ServeConfig(name="cifar10-cnn", sigma=sigma, n=n, keys=db, **config)
     return create_app(SmoothedClassifier(runtime, sigma, n), cfg), db
 
 
@@ -141,7 +145,8 @@ def test_budget_enforced_repeats_free_log_and_metrics(cifar, tmp_path):
         assert over.status_code == 429 and over.json()["code"] == v2.BUDGET_CODE
         assert client.post(path, json=infer_body(x[:2], "req-3")).status_code == 200
         assert client.post(path, json=infer_body(x[:1], "req-4")).status_code == 429
-        text = client.get("/metrics").text
+        assert client.get("/metrics").status_code == 404  # metrics live on their own listener
+        text = app.state.metrics.text().decode()
     assert metric(text, "probe_queries_total") == 5 and metric(text, "probe_inferences_total") == 5
     assert metric(text, 'probe_requests_total{status="429"}') == 2
     assert KeyStore(db).authenticate(token).spent == 5
@@ -179,7 +184,7 @@ def test_load_8_clients_x_200_requests_answers_right_counts_exact_batches_merged
     with running(app) as url:
         with ThreadPoolExecutor(8) as pool:
             wrong = sum(pool.map(client_run, range(8)))
-        text = httpx.get(f"{url}/metrics").text
+        text = app.state.metrics.text().decode()
     assert wrong == 0
     assert KeyStore(db).authenticate(token).spent == 1600
     assert metric(text, "probe_queries_total") == 1600
@@ -194,7 +199,7 @@ def test_schemathesis_finds_no_500(cifar, tmp_path):
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
 
-    app, db = probe_app(cifar, tmp_path, keys=False, max_bytes=1_000_000)
+    app, db = probe_app(cifar, tmp_path, keys=False, max_bytes=1_000_000, docs=True)
     statuses: list[int] = []
     with running(app) as url:
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from probe.cli.options import _MODEL_PARAMS, ModelOptions, NOpt, SigmaOpt, option_group, require
 from probe.cli.output import emit_json, err, escape, out
+from probe.errors import ProbeError
 from probe.validate import check_int, check_n, check_real, check_sigma
 
 KeysOpt = Annotated[Path, typer.Option("--keys", help="SQLite database of API keys and their budgets.")]
@@ -32,20 +33,64 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     keys: KeysOpt = DEFAULT_KEYS,
-    no_keys: Annotated[bool, typer.Option("--no-keys", help="Serve without API keys or budgets.")] = False,
+    no_keys: Annotated[
+        bool,
+        typer.Option("--no-keys", help="Serve without API keys or budgets (loopback only, unless --insecure)."),
+    ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Allow --no-keys, or metrics, off loopback."),
+    ] = False,
     rate: Annotated[float, typer.Option("--rate", help="Requests per second per key (0: no limit).")] = 0.0,
     burst: Annotated[int, typer.Option("--burst", help="Requests a key may send at once before --rate applies.")] = 20,
     max_points: Annotated[int, typer.Option("--max-points", help="Points per request at most.")] = 256,
-    max_mb: Annotated[float, typer.Option("--max-mb", help="Largest request body in MiB.")] = 64.0,
-    log: Annotated[Optional[Path], typer.Option("--log", help="JSON-lines request log (key, time, points, answers).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="The model's name on the server (default: --model).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the server's noise (default: fresh).")] = None,
+    max_mb: Annotated[
+        Optional[float],
+        typer.Option("--max-mb", help="Largest request body in MiB (default: what --max-points points take)."),
+    ] = None,
+    read_timeout: Annotated[
+        float,
+        typer.Option("--read-timeout", help="Seconds a request's headers, and then its body, may take to arrive."),
+    ] = 10.0,
+    log: Annotated[
+        Optional[Path],
+        typer.Option("--log", help="JSON-lines request log (client, key, points, digests, answers), 0600."),
+    ] = None,
+    name: Annotated[
+        Optional[str],
+        typer.Option("--name", help="The model's name on the server (default: --model)."),
+    ] = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option("--seed", help="Seed of the server's noise (it repeats after a restart: needs --insecure-seed)."),
+    ] = None,
+    insecure_seed: Annotated[bool, typer.Option("--insecure-seed", help="Allow --seed (tests only).")] = False,
+    metrics_host: Annotated[
+        str,
+        typer.Option("--metrics-host", help="Address of the /metrics listener."),
+    ] = "127.0.0.1",
+    metrics_port: Annotated[
+        Optional[int],
+        typer.Option("--metrics-port", help="Port of the /metrics listener (default: no metrics served)."),
+    ] = None,
+    ssl_certfile: Annotated[
+        Optional[str],
+        typer.Option("--ssl-certfile", help="TLS certificate (PEM): serve HTTPS."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Optional[str],
+        typer.Option("--ssl-keyfile", help="TLS private key (PEM) of --ssl-certfile."),
+    ] = None,
+    api_docs: Annotated[bool, typer.Option("--api-docs", help="Serve /docs, /redoc and /openapi.json.")] = False,
 ) -> None:
     """Serve --model smoothed with --sigma/--n at http://HOST:PORT/v2/models/NAME: labels only,
-    API keys with budgets in --keys, rate limits, a request log and /metrics."""
+    API keys with budgets in --keys, rate limits, a request log; /metrics on --metrics-port."""
     if ctx.invoked_subcommand is not None:
         return
-    from probe.remote.server import ServeConfig, serve as run_server
+    from probe.remote.listen import bind, check_tls, is_loopback
+    from probe.remote.listen import serve as run_server
+    from probe.remote.observe import Metrics
+    from probe.remote.server import ServeConfig, create_app
     from probe.smoothing import SmoothedClassifier
     from probe.zoo import DEFAULT_MODEL
 
@@ -54,21 +99,45 @@ def serve(
     check_int("--port", port, 0, 65535)
     check_int("--max-points", max_points, 1)
     check_real("--rate", rate, 0.0)
-    check_real("--max-mb", max_mb, 0.0, low_closed=False)
+    check_real("--read-timeout", read_timeout, 0.0, low_closed=False)
+    if max_mb is not None:
+        check_real("--max-mb", max_mb, 0.0, low_closed=False)
+    if metrics_port is not None:
+        check_int("--metrics-port", metrics_port, 0, 65535)
+    require(seed is None or insecure_seed,
+            "--seed repeats the server's noise after every restart: add --insecure-seed (tests only)")  # fmt: skip
     require(no_keys or keys.exists(), f"no keys database {keys}: add a key first (probe serve keys add NAME --budget Q)")
+    require(not no_keys or insecure or is_loopback(host),
+            f"--no-keys on {host}, which is not loopback: add --insecure to serve anyone without keys")  # fmt: skip
+    require(metrics_port is None or insecure or is_loopback(metrics_host),
+            f"--metrics-host {metrics_host} is not loopback, and the metrics name every key: add --insecure")  # fmt: skip
+    check_tls(ssl_certfile, ssl_keyfile)
+    sock = bind(host, port)  # before the model loads: a busy port is one error line
+    metrics = Metrics()
+    if metrics_port is not None:
+        try:
+            metrics.listen(metrics_host, metrics_port, certfile=ssl_certfile, keyfile=ssl_keyfile)
+        except OSError as exc:
+            where = f"{metrics_host}:{metrics_port} (--metrics-port)"
+            raise ProbeError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     runtime = model_options.open()
     classifier = SmoothedClassifier(runtime, sigma, n)
     served = name or Path(model_options.model or DEFAULT_MODEL).stem
     config = ServeConfig(
         name=served, sigma=sigma, n=classifier.n, keys=None if no_keys else keys, rate=rate, burst=burst,
-        max_points=max_points, max_bytes=int(max_mb * 2**20), log=log, seed=seed,
+        max_points=max_points, max_bytes=None if max_mb is None else int(max_mb * 2**20), read_timeout=read_timeout,
+        log=log, seed=seed, insecure_seed=insecure_seed, docs=api_docs,
     )  # fmt: skip
+    scheme = "https" if ssl_certfile else "http"
+    where = f"  metrics: {scheme}://{metrics_host}:{metrics_port}/metrics" if metrics_port is not None else ""
     err.print(
-        f"serving {escape(served)} (sigma={sigma}, n={classifier.n}, labels only) at http://{host}:{port}"
-        f"/v2/models/{escape(served)}" + ("  [yellow]without API keys[/]" if no_keys else f"  keys: {escape(keys)}"),
+        f"serving {escape(served)} (sigma={sigma}, n={classifier.n}, labels only) at {scheme}://{host}:{port}"
+        f"/v2/models/{escape(served)}" + ("  [yellow]without API keys[/]" if no_keys else f"  keys: {escape(keys)}")
+        + escape(where),
         highlight=False,
     )
-    run_server(classifier, config, host=host, port=port)
+    app = create_app(classifier, config, metrics)
+    run_server(app, sock, header_timeout=read_timeout, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 
 @keys_app.command("add")

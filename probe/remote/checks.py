@@ -2,7 +2,10 @@
 
 :func:`parse_infer` turns an inference request's body into canonical points or a
 :class:`RequestError` (its HTTP status and message: 400 malformed, 413 too large);
-:class:`RateLimiter` is a per-key token bucket.
+:class:`RateLimiter` is a token bucket per key (or per client address).
+:func:`parse_infer` is meant to run off the event loop, on a body whose size
+:mod:`probe.remote.intake` has already bounded; it counts the body's commas first (at C
+speed) so that ``json.loads`` never builds more numbers than ``max_points`` points hold.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import numpy as np
 
 from probe.remote import protocol as v2
 
+SEPARATOR_ROOM = 4096  # commas a request may hold besides those between its numbers
+
 
 class RequestError(Exception):
     """A request refused before inference: HTTP ``status``, a message and a ``code``."""
@@ -25,6 +30,9 @@ class RequestError(Exception):
         self.status = status
         self.message = message
         self.code = code
+
+    def __reduce__(self):  # whole across a process boundary (parsing runs in a worker process)
+        return (RequestError, (self.status, self.message, self.code))
 
 
 def parse_infer(
@@ -43,8 +51,13 @@ def parse_infer(
             length = int(header_length)
         except ValueError:
             raise RequestError(400, f"{v2.HEADER_LENGTH} must be an integer") from None
+    size_most = max_points * math.prod(shape)
+    if length is None and body.count(b",") > size_most + SEPARATOR_ROOM:  # counted at C speed, before parsing
+        raise RequestError(413, f"the request holds more numbers than {max_points} points take", "too_large")
     try:
         request, raw = v2.decode_request(body, length)
+    except RecursionError:
+        raise RequestError(400, "the request is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the request is not valid JSON: {str(exc)[:120]}") from None
     if not isinstance(request, dict):
@@ -114,6 +127,23 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    MAX_BUCKETS = 100_000
+
+    def _forget(self, now: float) -> None:
+        full = [k for k, (tokens, last) in self._buckets.items() if tokens + (now - last) * self.rate >= self.burst]
+        for k in full:
+            del self._buckets[k]
+
+    def blocked(self, key: str) -> float:
+        """The seconds until ``key`` has a token (0: it has one now); nothing is taken."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def wait_time(self, key: str) -> float:
         """0 when the request may pass now (a token is taken), else the seconds until one is there."""
         if self.rate <= 0:
@@ -122,6 +152,8 @@ class RateLimiter:
         with self._lock:
             tokens, last = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if len(self._buckets) >= self.MAX_BUCKETS:  # many addresses: forget those whose bucket refilled
+                self._forget(now)
             if tokens >= 1.0:
                 self._buckets[key] = (tokens - 1.0, now)
                 return 0.0

@@ -10,7 +10,14 @@ itself (``answers``: key, request id, labels), so that:
 * a restart neither loses nor forgets spending (the row is committed before the
   answer leaves);
 * a retried request (same key, same id) gets the stored answer back and is not
-  charged twice, even across a restart.
+  charged twice, even across a restart, and even when two servers share the database
+  (:meth:`KeyStore.charge` finds the other's answer inside its transaction and raises
+  :class:`Answered`);
+* each answer keeps its payload's digest: the same id with another payload is told
+  apart (HTTP 409 in ``probe serve``).
+
+The database, and so its ``-wal`` and ``-shm`` files (SQLite gives them the database's
+mode), is created 0600.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -36,9 +44,18 @@ CREATE TABLE IF NOT EXISTS keys (
 );
 CREATE TABLE IF NOT EXISTS answers (
     key_id TEXT NOT NULL, request_id TEXT NOT NULL, labels TEXT NOT NULL, at REAL NOT NULL,
-    PRIMARY KEY (key_id, request_id)
+    digest TEXT, PRIMARY KEY (key_id, request_id)
 );
 """
+
+
+class Answered(ProbeError):
+    """A request with this key and id was answered already (by this server or another one)."""
+
+    def __init__(self, labels: list[int], digest: str | None) -> None:
+        super().__init__("answered already")
+        self.labels = labels
+        self.digest = digest
 
 
 class BudgetSpent(ProbeError):
@@ -71,10 +88,14 @@ class KeyStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))  # an existing file keeps its mode
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(answers)")]
+            if "digest" not in columns:  # a database from before digests: its answers match any payload
+                self._db.execute("ALTER TABLE answers ADD COLUMN digest TEXT")
         except sqlite3.Error as exc:
             raise ProbeError(f"cannot open the keys database {self.path}: {exc}") from None
         self._lock = threading.Lock()
@@ -129,29 +150,43 @@ class KeyStore:
 
     def answer(self, key_id: str, request_id: str) -> list[int] | None:
         """The stored answer of an earlier request with this id, if any."""
+        stored = self.stored(key_id, request_id)
+        return None if stored is None else stored[0]
+
+    def stored(self, key_id: str, request_id: str) -> tuple[list[int], str | None] | None:
+        """(labels, payload digest) of an earlier request with this id, if any."""
         with self._lock:
             row = self._db.execute(
-                "SELECT labels FROM answers WHERE key_id = ? AND request_id = ?", (key_id, request_id)
+                "SELECT labels, digest FROM answers WHERE key_id = ? AND request_id = ?", (key_id, request_id)
             ).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else (json.loads(row[0]), row[1])
 
-    def charge(self, key_id: str, points: int, request_id: str | None, labels: list[int]) -> int:
-        """Spend ``points`` queries and store the answer, atomically; the budget left.
+    def charge(
+        self, key_id: str, points: int, request_id: str | None, labels: list[int], digest: str | None = None
+    ) -> int:
+        """Spend ``points`` queries and store the answer (and its payload's digest), atomically; the budget left.
 
-        A BudgetSpent (nothing charged) when the key has fewer left.
+        A BudgetSpent (nothing charged) when the key has fewer left; an :class:`Answered`
+        (nothing charged) when an answer with this id is stored already.
         """
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                if request_id:
+                    row = db.execute(
+                        "SELECT labels, digest FROM answers WHERE key_id = ? AND request_id = ?", (key_id, request_id)
+                    ).fetchone()
+                    if row is not None:
+                        raise Answered(json.loads(row[0]), row[1])
                 budget, spent = db.execute("SELECT budget, spent FROM keys WHERE id = ?", (key_id,)).fetchone()
                 if spent + points > budget:
                     raise BudgetSpent(f"query budget of {budget} spent ({spent} used, {points} asked)")
                 db.execute("UPDATE keys SET spent = spent + ? WHERE id = ?", (points, key_id))
                 if request_id:
                     db.execute(
-                        "INSERT OR REPLACE INTO answers (key_id, request_id, labels, at) VALUES (?, ?, ?, ?)",
-                        (key_id, request_id, json.dumps(labels), time.time()),
+                        "INSERT INTO answers (key_id, request_id, labels, at, digest) VALUES (?, ?, ?, ?, ?)",
+                        (key_id, request_id, json.dumps(labels), time.time(), digest),
                     )
                 db.execute("COMMIT")
             except BaseException:
