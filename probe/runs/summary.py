@@ -17,24 +17,40 @@ def defended_accuracy(records: list[dict]) -> float | None:
 
 
 def summarize(records: list[dict]) -> dict[str, dict]:
-    """Per attack: success rate, mean/median L2 and Linf of successes, mean queries.
+    """Per attack: the verdicts counted apart, success rate, mean/median L2 and Linf of
+    successes, mean queries.
 
-    A record whose verdict could not be measured (``success`` None: the endpoint's budget
-    was spent before the fresh p_adv evaluations) is counted in ``unjudged``, not as a
-    failure: the success rate is over the judged records."""
+    ``adversarial``, ``not_adversarial`` and ``undecided`` count the found points by their
+    verdict (eq. (4) as a test), ``not_found`` the jobs that found nothing; ``unjudged`` the
+    records whose verdict could not be measured (an endpoint's budget spent before the
+    fresh p_adv evaluations). ``success_rate`` is adversarial over the decided records
+    (adversarial + not adversarial + not found): an undecided or unjudged record is neither
+    a success nor a failure. ``success_rate_8bit`` is the same for the adversarials rounded
+    to 8 bits (what a PNG holds)."""
     accuracy = defended_accuracy(records)
     out: dict[str, dict] = {}
     for name in dict.fromkeys(r["attack"] for r in records):
         rows = [r for r in records if r["attack"] == name and not r["skipped"]]
         wins = [r for r in rows if r["success"]]
-        judged = [r for r in rows if r["success"] is not None]
+        found = [r for r in rows if r.get("found")]
+        count = {v: sum(1 for r in found if _verdict(r) == v) for v in ("adversarial", "not adversarial", "undecided")}
+        count8 = {v: sum(1 for r in found if r.get("verdict_8bit") == v) for v in ("adversarial", "undecided")}
+        unjudged = sum(1 for r in found if _verdict(r) is None)
+        decided = len(rows) - count["undecided"] - unjudged
+        decided8 = len(rows) - count8["undecided"] - unjudged
         l2 = np.array([r["l2"] for r in wins], dtype=float)
         linf = np.array([r["linf"] for r in wins], dtype=float)
         out[name] = {
             "attacked": len(rows),
             "skipped": sum(1 for r in records if r["attack"] == name and r["skipped"]),
-            "unjudged": len(rows) - len(judged),
-            "success_rate": len(wins) / len(judged) if judged else None,
+            "adversarial": count["adversarial"],
+            "not_adversarial": count["not adversarial"],
+            "undecided": count["undecided"],
+            "not_found": len(rows) - len(found),
+            "unjudged": unjudged,
+            "success_rate": count["adversarial"] / decided if decided else None,
+            "adversarial_8bit": count8["adversarial"],
+            "success_rate_8bit": count8["adversarial"] / decided8 if decided8 else None,
             "mean_l2": float(l2.mean()) if len(l2) else None,
             "median_l2": float(np.median(l2)) if len(l2) else None,
             "mean_linf": float(linf.mean()) if len(linf) else None,
@@ -45,6 +61,16 @@ def summarize(records: list[dict]) -> dict[str, dict]:
             "defended_accuracy": accuracy,
         }
     return out
+
+
+def _verdict(record: dict) -> str | None:
+    """A found record's verdict; older records (a point estimate in ``success``) read as decided."""
+    verdict = record.get("verdict")
+    if verdict in ("adversarial", "not adversarial", "undecided"):
+        return verdict
+    if record.get("success") is None:
+        return None
+    return "adversarial" if record["success"] else "not adversarial"
 
 
 def summarize_sweep(records: list[dict], configs: dict[str, dict] | None = None) -> list[dict]:
