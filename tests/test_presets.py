@@ -10,11 +10,12 @@ the reference formulas say each query must be:
   t = 1, sqrt(d) theta dist_{t-1} after), i.i.d. Gaussian directions, then the
   geometric step x_b + eps v, eps = dist / sqrt(t), v the fresh estimate, halved until
   adversarial.
-* SurFree (Maho, Furon, Le Merrer 2021, ``config_example.json``): the circle search
-  z(theta) = x0 + D cos(theta) (cos(theta) u + sin(theta) v) at +-theta_max,
-  +-(T-1)/T theta_max, ... (theta_max = 30 degrees, T = 3), theta_max *= rho = 0.98
-  after a failed direction and /= rho after a success, then a bisection of the angle
-  (at most BS_max_iteration = 10 steps, BS_gamma = 0.01).
+* SurFree (Maho, Furon, Le Merrer 2021): probe's own rules replayed query by query
+  (the circle search z(theta) = x0 + D cos(theta) (cos(theta) u + sin(theta) v) at
+  +-theta_max, +-(T-1)/T theta_max, ..., theta_max *= rho after a failed direction and /=
+  rho after a success, then the angle bisection to a width bs_gamma theta); the paper
+  preset's official rules (t-maho/SurFree at c9920f2: the cosine stop, the opposite-angle
+  check, the boosted line searches) are checked in tests/test_official.py.
 
 Every checker is also run on mutated settings (memory=1, step="sum", bs_max_iter=0,
 ...) and must then fail: the tests can tell the reference from its variants.
@@ -262,18 +263,19 @@ def surfree_iterations(x0, trace, theta_max=30.0, rho=0.98, T=3, bs_gamma=0.01, 
     return out
 
 
-def paper_surfree(**change):
-    return SurFree(**{**build_attack("surfree", norm="l2", settings=PAPER).params(), **change})
+#: the superseded config of t-maho/SurFree at 4392fee (T = 3, n_ortho = 100) with probe's own
+#: angle bisection (bracket to theta_max (k + 1) / T, stop at a width bs_gamma * theta): the
+#: replay above checks these rules
+OLD_SURFREE = dict(theta_max=30.0, rho=0.98, T=3, n_ortho=100, bs_gamma=0.01, bs_max_iter=10, band="low",
+                   directions="ternary")
 
 
-def test_surfree_paper_preset_follows_the_reference_formulas():
-    attack = build_attack("surfree", norm="l2", settings=PAPER)
-    params = attack.params()
-    assert {k: params[k] for k in ("theta_max", "rho", "T", "n_ortho", "bs_gamma", "bs_max_iter")} == {
-        "theta_max": 30.0, "rho": 0.98, "T": 3, "n_ortho": 100, "bs_gamma": 0.01, "bs_max_iter": 10}
-    assert {k: params[k] for k in ("freq_ratio", "weighting", "band", "directions", "interpolation")} == {
-        "freq_ratio": 0.5, "weighting": "constant", "band": "low", "directions": "ternary", "interpolation": False}
-    x0, trace = record(attack, 800)
+def old_surfree(**change):
+    return SurFree(**{**OLD_SURFREE, **change})
+
+
+def test_surfree_width_rule_follows_its_formulas():
+    x0, trace = record(old_surfree(), 800)
     iterations = surfree_iterations(x0, trace)
     # the first angles tried: 30 degrees, then -30, 20, -20, 10, -10 until one is adversarial
     first = iterations[0]
@@ -288,23 +290,24 @@ def test_surfree_paper_preset_follows_the_reference_formulas():
 @pytest.mark.parametrize(
     "change",
     [{"bs_max_iter": 0}, {"bs_max_iter": 3}, {"rho": 0.9}, {"T": 1}, {"T": 4}, {"theta_max": 20.0},
-     {"bs_gamma": 0.1}],
+     {"bs_gamma": 0.1}, {"bs_rule": "cos"}],
     ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()),
 )
 def test_surfree_checker_rejects_other_settings(change):
-    x0, trace = record(paper_surfree(**change), 800)
+    x0, trace = record(old_surfree(**change), 800)
     with pytest.raises(AssertionError):
         surfree_iterations(x0, trace)
 
 
 def test_surfree_probe_preset_differs_where_documented():
     """The probe preset is the class defaults: no angle bisection, one angle pair per
-    direction (T = 1), orthogonal DCT directions from both bands."""
+    direction (T = 1), orthogonal DCT directions from both bands, probe's start."""
     attack = build_attack("surfree", norm="l2", settings=PROBE)
     assert attack.params() == SurFree().params()
     paper = build_attack("surfree", norm="l2", settings=PAPER).params()
     differ = {k for k, v in attack.params().items() if paper[k] != v}
-    assert differ == {"T", "bs_max_iter", "band", "directions"}
+    assert differ == {"n_ortho", "bs_max_iter", "band", "directions", "bs_rule", "opposite", "final_search",
+                      "max_angle", "ortho", "start", "max_init_tries"}
     x0, trace = record(attack, 400)
     iterations = surfree_iterations(x0, trace, T=1, bs_max_iter=0)
     assert all(len(it["tried"]) <= 2 and not it["bisection"] for it in iterations)

@@ -46,11 +46,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "subspace": 1.0,
             "subspace_growth": 0.0,
         },
-        "surfree": {
+        "surfree": {  # t-maho/SurFree at c9920f2 (HEAD): config_example.json and surfree.py
             "theta_max": 30.0,
             "rho": 0.98,
-            "T": 3,
-            "n_ortho": 100,
+            "T": 1,
+            "n_ortho": 10,
             "bs_gamma": 0.01,
             "bs_max_iter": 10,
             "freq_ratio": 0.5,
@@ -58,6 +58,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "band": "low",
             "directions": "ternary",
             "interpolation": False,
+            "bs_rule": "cos",
+            "opposite": True,
+            "final_search": True,
+            "max_angle": 180.0,
+            "ortho": "first",
+            "start": "official",
+            "max_init_tries": 10000,
         },
         "rays": {},
         "cgba": {

@@ -1,0 +1,147 @@
+"""The ``paper`` preset's official rules, on models where the right answer is known exactly.
+
+SurFree (t-maho/SurFree at c9920f2): the angle bisection stops when |cos(upper) - cos(lower)|
+<= BS_gamma, asks the opposite angle while it answers True, and the attack ends with a boosted
+line search toward x0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from probe.attacks import SurFree, run_attack
+from probe.attacks.base import Tracker
+from probe.attacks.official import angle_bisection
+from probe.attacks.presets import AttackSettings, build_attack
+from tests.linear import make_problem
+
+PAPER = AttackSettings(preset="paper")
+
+
+def drive(gen, oracle):
+    try:
+        points = next(gen)
+        while True:
+            points = gen.send(oracle(points))
+    except StopIteration as stop:
+        return stop.value
+
+
+# -- SurFree --------------------------------------------------------------------------------
+
+def angle_line():
+    """A 1-D "circle": z(angle) encodes the angle in the first coordinate (in [0.1, 0.9])."""
+    x0 = np.zeros((1, 1, 2), np.float32)
+
+    def z(angle):
+        return np.array([[[0.5 + angle / 4.0, 0.5]]], np.float32)
+
+    def decode(pts):
+        return (pts.reshape(len(pts), -1)[:, 0].astype(np.float64) - 0.5) * 4.0
+
+    return x0, z, decode
+
+
+def official_replay(th, step, lo_adv, hi_adv, gamma, max_iter, opposite):
+    """The reference's rule written out: the sequence of batches (angles) and the final lower."""
+    lower, upper = th, th + math.copysign(step, th)
+    check, batches = opposite and lower > 0, []
+    for _ in range(max_iter):
+        if abs(math.cos(upper) - math.cos(lower)) <= gamma:
+            break
+        mid = 0.5 * (upper + lower)
+        batches.append([mid, -mid] if check else [mid])
+        adv, opp = lo_adv < mid < hi_adv, lo_adv < -mid < hi_adv
+        if adv:
+            lower = mid
+        elif check and opp:
+            lower, upper = -mid, -upper
+        else:
+            upper = mid
+        check = check and (opp if len(batches[-1]) == 2 else adv) and lower > 0
+    return batches, lower
+
+
+@pytest.mark.parametrize("opposite", [False, True])
+def test_surfree_angle_bisection_stops_on_the_cosine_rule(opposite):
+    """From 30 degrees (adversarial up to 45 degrees), theta_max = 30 / 0.98 degrees: 6 steps
+    to |cos(upper) - cos(lower)| <= 0.01 (a width of 0.01 theta would take 7); with the
+    opposite check (adversarial down to -20 degrees) each step asks -mid too while it answers
+    True: here only the first (-45.3 degrees is not adversarial)."""
+    x0, z, decode = angle_line()
+    rad = math.radians
+    th, step, edge = rad(30.0), rad(30.0 / 0.98), rad(45.0)
+    asked = []
+
+    def oracle(pts):
+        angles = decode(pts)
+        asked.append(angles)
+        return (angles > -rad(20.0)) & (angles < edge)
+
+    tracker = Tracker(x0, 100, "l2")
+    lower, x_lo = drive(angle_bisection(tracker, z, th, step, z(th), 0.01, 10, opposite), oracle)
+    batches, expected = official_replay(th, step, -rad(20.0), edge, 0.01, 10, opposite)
+    assert len(asked) == len(batches) == 6
+    assert [len(b) for b in asked] == ([2] if opposite else [1]) + [1] * 5
+    for got, want in zip(asked, batches):
+        assert np.allclose(got, want, atol=1e-6)
+    assert lower == pytest.approx(expected) and abs(math.cos(lower) - math.cos(edge)) <= 0.01
+    assert np.array_equal(x_lo, z(lower))
+
+
+def test_surfree_opposite_check_moves_to_the_other_side():
+    """Adversarial on (-60, 40) degrees, from 30: mid = 45.3 is not adversarial, -45.3 is: the
+    bracket moves to [-45.3, -60.6] and the opposite check stops (lower < 0)."""
+    x0, z, decode = angle_line()
+    rad = math.radians
+    asked = []
+
+    def oracle(pts):
+        angles = decode(pts)
+        asked.append(angles)
+        return (angles > -rad(60.0)) & (angles < rad(40.0))
+
+    tracker = Tracker(x0, 100, "l2")
+    lower, _ = drive(angle_bisection(tracker, z, rad(30.0), rad(30.0 / 0.98), z(rad(30.0)), 0.01, 10, True), oracle)
+    assert len(asked[0]) == 2 and all(len(b) == 1 for b in asked[1:])
+    assert np.all(np.concatenate(asked[1:]) < 0)
+    assert -rad(60.0) < lower < -rad(45.0) and abs(math.cos(lower) - math.cos(rad(60.0))) <= 0.01
+
+
+def test_surfree_paper_preset_is_c9920f2_and_ends_with_the_boosted_search():
+    attack = build_attack("surfree", norm="l2", settings=PAPER)
+    params = attack.params()
+    assert {k: params[k] for k in ("theta_max", "rho", "T", "n_ortho", "bs_gamma", "bs_max_iter")} == {
+        "theta_max": 30.0, "rho": 0.98, "T": 1, "n_ortho": 10, "bs_gamma": 0.01, "bs_max_iter": 10}
+    assert (params["bs_rule"], params["opposite"], params["final_search"], params["ortho"], params["start"]) == (
+        "cos", True, True, "first", "official")
+    p = make_problem((3, 8, 8), seed=0)
+    trace = []
+
+    def oracle(pts):
+        answers = p.is_adv(pts)
+        trace.append((pts.reshape(len(pts), -1).astype(np.float64), answers))
+        return answers
+
+    budget = 600
+    out = run_attack(attack, p.x0, oracle, budget, np.random.default_rng(0))
+    assert out.found and out.queries == budget
+    assert any(len(pts) == 2 for pts, _ in trace)  # the opposite-angle check
+    # the final boosted search: a query at 0.8 of the way from x0 to the best point so far,
+    # then bisection steps on that segment, up to the budget (at most 1 + 10 queries)
+    x0 = p.x0.ravel().astype(np.float64)
+    points = [(q, a) for pts, ans in trace for q, a in zip(pts, ans)]
+    for j in range(len(points) - 11, len(points)):
+        best = min((q for q, a in points[:j] if a), key=lambda q: np.linalg.norm(q - x0))
+        if np.allclose(points[j][0], x0 + 0.8 * (best - x0), atol=1e-5):
+            break
+    else:
+        raise AssertionError("no boosted line search at the end")
+    direction = (best - x0) / np.linalg.norm(best - x0)
+    for q, _ in points[j:]:
+        r = q - x0
+        assert np.linalg.norm(r - (r @ direction) * direction) < 1e-5  # on the segment
+    assert p.ratio(out.x_adv) < 2.0 and p.margin(out.x_adv[None])[0] > 0
