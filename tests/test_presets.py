@@ -93,19 +93,20 @@ def hsja_iterations(trace):
     return out
 
 
-def check_hsja_paper(x0, trace, budget, norm="l2", max_halvings=20):
+def check_hsja_paper(x0, trace, budget, norm="l2", max_halvings=10000):
     """The reference HSJA, query by query (see the module notes); returns the iterations."""
     d = x0.size
     theta = 1.0 / d**1.5 if norm == "l2" else 1.0 / d**2  # gamma = 1
     iterations = hsja_iterations(trace)
     assert len(iterations) >= 4
     dist_of = (lambda r: float(np.linalg.norm(r))) if norm == "l2" else (lambda r: float(np.abs(r).max()))
-    for it in iterations:
+    before = None  # dist_post_update: the distance of the point the last boundary search started from
+    for n, it in enumerate(iterations):
         t, probes, x_b = it["t"], it["probes"], it["x_b"]
         # batch size: the reference schedule, cut only by the budget (no fitting)
         assert len(probes) == min(int(min(100 * math.sqrt(t), 10000)), budget - it["spent"]), t
         dist = dist_of(x_b - x0)
-        delta = 0.1 if t == 1 else (math.sqrt(d) if norm == "l2" else d) * theta * dist
+        delta = 0.1 if t == 1 else (math.sqrt(d) if norm == "l2" else d) * theta * before
         assert np.all((probes > 0) & (probes < 1))  # nothing clipped: the probes are x_b + delta u
         r = probes - x_b
         assert np.allclose(np.linalg.norm(r, axis=1), delta, rtol=1e-3), (t, delta)
@@ -116,6 +117,9 @@ def check_hsja_paper(x0, trace, budget, norm="l2", max_halvings=20):
         off = gram[~np.eye(k, dtype=bool)]
         if k >= 32:
             assert 0.75 / d < np.mean(off**2) < 1.33 / d, (t, np.mean(off**2) * d)
+            # coordinates: Gaussian (L2, kurtosis 3) or uniform on [-1, 1] (Linf, kurtosis 1.8)
+            kurtosis = np.mean(u**4) / np.mean(u**2) ** 2
+            assert abs(kurtosis - (3.0 if norm == "l2" else 1.8)) < 0.3, (t, kurtosis)
         # the fresh estimate (memory 0): g = sum((phi - mean(phi)) u), +-mean(u) if unanimous
         phi = np.where(it["answers"], 1.0, -1.0)
         g = phi.mean() * u.mean(axis=0) if abs(phi.mean()) == 1.0 else (phi - phi.mean()) @ u
@@ -134,6 +138,23 @@ def check_hsja_paper(x0, trace, budget, norm="l2", max_halvings=20):
             assert np.all(target[q == 0] <= 1e-6) and np.all(target[q == 1] >= 1 - 1e-6), (t, j, "clip")
             if adversarial:
                 break
+        accepted = next((j for j, (_, ok) in enumerate(steps) if ok), None)
+        if accepted is None:
+            continue
+        # back to the boundary: a bisection of the blend factor on [0, 1] (Linf: of the radius on
+        # [0, dist]) from 0, down to the absolute theta (Linf: min(dist theta, theta))
+        p = steps[accepted][0]
+        before = dist_of(p - x0)
+        hi = 1.0 if norm == "l2" else before
+        tol = theta if norm == "l2" else min(before * theta, theta)
+        lo, bis = 0.0, steps[accepted + 1 :]
+        if n + 1 < len(iterations):  # complete: exactly the steps the absolute tolerance allows
+            assert len(bis) == math.ceil(math.log2(hi / tol)), (t, len(bis))
+        for q, adversarial in bis:
+            mid = 0.5 * (lo + hi)
+            want = x0 + mid * (p - x0) if norm == "l2" else np.clip(p, x0 - mid, x0 + mid)
+            assert np.allclose(q, want, atol=1e-6), (t, "bisection")
+            lo, hi = (lo, mid) if adversarial else (mid, hi)
     return iterations
 
 
@@ -145,6 +166,7 @@ def paper_hsja(**change):
 def test_hsja_paper_preset_follows_the_reference_formulas(norm):
     attack = build_attack("hsja", norm=norm, settings=PAPER)
     assert (attack.memory, attack.orthogonal, attack.step, attack.fit_budget) == (0.0, False, "geometric", False)
+    assert (attack.search, attack.delta_from, attack.report, attack.linf_probes) == ("bisect", "before", "last", "uniform")
     assert (attack.gamma, attack.init_num_evals, attack.max_num_evals) == (1.0, 100, 10000)
     budget = 1500
     x0, trace = record(attack, budget)
@@ -169,7 +191,7 @@ def test_hsja_paper_step_is_halved_until_adversarial():
 @pytest.mark.parametrize(
     "change",
     [{"memory": 1.0}, {"step": "sum"}, {"orthogonal": True}, {"fit_budget": True}, {"gamma": 2.0},
-     {"init_num_evals": 50}],
+     {"init_num_evals": 50}, {"search": "gallop"}, {"delta_from": "after"}],
     ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()),
 )
 def test_hsja_checker_rejects_other_settings(change):

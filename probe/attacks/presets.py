@@ -45,6 +45,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "init_num_evals": 100,
             "subspace": 1.0,
             "subspace_growth": 0.0,
+            "search": "bisect",
+            "delta_from": "before",
+            "report": "last",
+            "linf_probes": "uniform",
+            "max_init_tries": 10000,
+            "max_halvings": 10000,
         },
         "surfree": {  # t-maho/SurFree at c9920f2 (HEAD): config_example.json and surfree.py
             "theta_max": 30.0,
