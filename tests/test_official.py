@@ -179,3 +179,71 @@ def test_hsja_paper_preset_reports_the_last_iterate():
         assert last.distance >= best.distance
         worse += last.distance > 1.03 * best.distance
     assert worse >= 2
+
+
+# -- RayS -----------------------------------------------------------------------------------
+
+def official_rays(x0, adversarial, budget, line_steps=10, tol=1e-3):
+    """uclaml/RayS (RayS_Single.py) written out from its rules: the points it asks, in order,
+    and its final radius (along the unit sign vector, in L2 units)."""
+    d = x0.size
+    flat0 = x0.ravel().astype(np.float64)
+    asked = []
+
+    def ask(s, r_linf):
+        q = np.clip(flat0 + r_linf * s, 0.0, 1.0)
+        asked.append(q)
+        return adversarial(q)
+
+    sgn, d_t = np.ones(d), math.inf
+    level, block = 0, 0
+    while len(asked) < budget:
+        size = int(math.ceil(d / 2**level))
+        start, end = block * size, min(d, (block + 1) * size)
+        attempt = sgn.copy()
+        attempt[start:end] *= -1
+        norm = math.sqrt(d)
+        if d_t < math.inf:
+            ok, d_end = ask(attempt, d_t / norm), d_t
+        else:
+            hit = next((k for k in range(1, line_steps + 1) if ask(attempt, float(k))), None)
+            ok, d_end = hit is not None, (hit or 0) * norm
+        if ok:
+            d_start = 0.0
+            while d_end - d_start > tol:
+                mid = 0.5 * (d_start + d_end)
+                if ask(attempt, mid / norm):
+                    d_end = mid
+                else:
+                    d_start = mid
+            if d_end < d_t:
+                d_t, sgn = d_end, attempt
+        block += 1
+        if block == 2**level or end == d:
+            level, block = level + 1, 0
+    return asked[:budget], d_t
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rays_paper_preset_asks_the_official_points(seed):
+    """Query for query the official loop: the first attempt is the all -1 flip (line searched
+    at radii 1..10, all clipped to one corner), every bisection starts from 0 and stops at 1e-3
+    along the unit sign vector; the result is its radius."""
+    p = make_problem((3, 8, 8), seed=seed)
+    asked = []
+
+    def oracle(pts):
+        asked.extend(pts.reshape(len(pts), -1).astype(np.float64))
+        return p.is_adv(pts)
+
+    budget = 400
+    out = run_attack(build_attack("rays", norm="linf", settings=PAPER), p.x0, oracle, budget, np.random.default_rng(0))
+    want, d_t = official_rays(p.x0, lambda q: bool(p.margin(q.astype(np.float32)[None])[0] > 0), budget)
+    assert len(asked) == len(want) == budget
+    assert np.allclose(np.array(asked), np.array(want), atol=2e-6)
+    assert np.allclose(want[0], np.clip(p.x0.ravel() - 1.0, 0, 1))  # the all -1 flip comes first
+    # the closest point answered True within the budget (the official loop would finish its last
+    # bisection past the budget: its d_t is at most that far)
+    hits = [np.abs(q - p.x0.ravel()).max() for q in want if p.margin(q.astype(np.float32)[None])[0] > 0]
+    assert out.distance == pytest.approx(min(hits), rel=1e-5)
+    assert d_t / math.sqrt(p.x0.size) <= out.distance * (1 + 1e-5)

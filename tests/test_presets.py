@@ -350,11 +350,11 @@ def query_hash(attack, budget=400):
     return h.hexdigest()
 
 
-def test_rays_paper_preset_is_the_class_defaults():
-    assert PRESETS["paper"]["rays"] == {} == PRESETS["probe"]["rays"]
+def test_rays_paper_preset_is_the_official_search():
+    assert PRESETS["probe"]["rays"] == {}
     paper = build_attack("rays", norm="linf", settings=PAPER)
-    assert paper.params() == RayS().params()
-    assert query_hash(paper) == query_hash(RayS())
+    assert paper.params() == {**RayS().params(), "search": "bisect", "tol": 0.001, "start": "official"}
+    assert query_hash(paper) != query_hash(RayS())
 
 
 def test_presets_confirmation_and_probe_defaults():

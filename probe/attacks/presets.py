@@ -72,7 +72,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "start": "official",
             "max_init_tries": 10000,
         },
-        "rays": {},
+        "rays": {"search": "bisect", "tol": 0.001, "start": "official"},  # uclaml/RayS, RayS_Single.py
         "cgba": {
             "init_num_evals": 30,
             "subspace": 0.25,
