@@ -247,3 +247,40 @@ def test_rays_paper_preset_asks_the_official_points(seed):
     hits = [np.abs(q - p.x0.ravel()).max() for q in want if p.margin(q.astype(np.float32)[None])[0] > 0]
     assert out.distance == pytest.approx(min(hits), rel=1e-5)
     assert d_t / math.sqrt(p.x0.size) <= out.distance * (1 + 1e-5)
+
+
+# -- CGBA -----------------------------------------------------------------------------------
+
+def test_cgba_paper_preset_starts_with_a_noise_ramp_and_probes_of_random_length():
+    """Farhamdur/CGBA: the start asks x0 + k 0.02 N(0, I), k = 1, 2, ... until one is
+    adversarial; the normal estimate's probes are sigma N(0, I_k) on the low-frequency subspace
+    (k = 3 x 16 x 16 here): lengths chi_k distributed, about sigma sqrt(k), whatever D."""
+    from probe.attacks.directions import probe_dim
+
+    attack = build_attack("cgba", norm="l2", settings=PAPER)
+    assert (attack.start, attack.init_scale, attack.sigma) == ("ramp", 0.02, 4.5e-5)
+    p = make_problem((3, 32, 32), seed=0)
+    trace = []
+
+    def oracle(pts):
+        answers = p.is_adv(pts)
+        trace.append((pts.reshape(len(pts), -1).astype(np.float64), answers))
+        return answers
+
+    out = run_attack(attack, p.x0, oracle, 600, np.random.default_rng(0))
+    assert out.found
+    x0, d = p.x0.ravel().astype(np.float64), p.x0.size
+    first = next(i for i, (_, ans) in enumerate(trace) if ans[0])
+    assert first >= 2  # a few non-adversarial steps of the ramp first
+    for k, (pts, _) in enumerate(trace[: first + 1], start=1):
+        assert len(pts) == 1
+        assert np.linalg.norm(pts[0] - x0) / (0.02 * k * math.sqrt(d)) == pytest.approx(1.0, abs=0.12), k
+    batches = [(i, pts) for i, (pts, _) in enumerate(trace) if len(pts) > 1]
+    assert len(batches) >= 3
+    k_dim = probe_dim(p.x0.shape, 0.25)
+    for i, pts in batches:
+        x_b = next(q[0] for q, a in reversed(trace[:i]) if len(q) == 1 and a[0])
+        lengths = np.linalg.norm(pts - x_b, axis=1) / attack.sigma
+        # chi_k: mean sqrt(k - 1/2), standard deviation 1/sqrt(2) (unit probes would have none)
+        assert np.mean(lengths) == pytest.approx(math.sqrt(k_dim - 0.5), rel=0.02)
+        assert 0.5 < np.std(lengths) < 0.95

@@ -83,6 +83,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "tol": 1e-4,
             "max_steps": 100,
             "delta": 0.001,
+            "start": "ramp",  # Farhamdur/CGBA: x0 + k 0.02 N(0, I) until adversarial
+            "init_scale": 0.02,
+            "sigma": 4.5e-5,  # the official 2e-4 per normalised coefficient, times ImageNet's std 0.226
+            "max_init_tries": 10000,
         },
         "psj": {},
     },
