@@ -284,3 +284,82 @@ def test_cgba_paper_preset_starts_with_a_noise_ramp_and_probes_of_random_length(
         # chi_k: mean sqrt(k - 1/2), standard deviation 1/sqrt(2) (unit probes would have none)
         assert np.mean(lengths) == pytest.approx(math.sqrt(k_dim - 0.5), rel=0.02)
         assert 0.5 < np.std(lengths) < 0.95
+
+
+# -- PopSkipJump -----------------------------------------------------------------------------
+
+def test_popskipjump_step_move_and_probe_radius_follow_the_paper():
+    """cjsg/PopSkipJump on a linear model at d = 16 (more probes than dimensions: the boundary
+    point x_t is the centre of the sphere its probes lie on). Each iteration t: the probes have
+    radius dist_post_update sqrt(d) / grid_size (dist_post_update: of the point the last search
+    started from); the step is eps = ||x_t - x0|| / sqrt(t) along the estimate (HSJA's baseline),
+    never halved; the point is moved x1.5 away from x0; the next search asks only points of the
+    segment from x0 to it, at grid positions; the probe count is the cosine-matched count of one
+    (s, e) of the search's grid."""
+    from probe.attacks import PopSkipJump
+    from probe.attacks.official import expected_cos, probes_for_cos
+
+    attack = build_attack("popskipjump", norm="l2", settings=PAPER)
+    assert attack.params() == PopSkipJump().params()
+    g = attack.grid_size
+    p = make_problem((1, 4, 4), seed=1)
+    x0 = p.x0.ravel().astype(np.float64)
+    d = x0.size
+    trace = []
+
+    def oracle(pts):
+        answers = p.is_adv(pts)
+        trace.append((pts.reshape(len(pts), -1).astype(np.float64), answers))
+        return answers
+
+    out = run_attack(attack, p.x0, oracle, 900, np.random.default_rng(0))
+    assert out.found
+    batches = [i for i, (pts, _) in enumerate(trace) if len(pts) > 1]
+    assert len(batches) >= 4
+    start = next(pts[0] for pts, ans in trace if ans[0])
+    before = np.linalg.norm(start - x0)  # dist_post_update of the first search: the random start
+    theta = 1.0 / d**1.5
+    counts = []
+    for t, i in enumerate(batches, start=1):
+        probes, answers = trace[i]
+        # the centre of the probes' sphere: 2 (P_j - P_0) . c = |P_j|^2 - |P_0|^2
+        a = 2.0 * (probes[1:] - probes[0])
+        rhs = (probes[1:] ** 2).sum(axis=1) - (probes[0] ** 2).sum()
+        x_t = np.linalg.lstsq(a, rhs, rcond=None)[0]
+        radius = np.linalg.norm(probes - x_t, axis=1)
+        assert np.allclose(radius, before * math.sqrt(d) / g, rtol=1e-3), (t, radius[:3], before)
+        n_det = 100 * (math.sqrt(t) if t > 1 else 1.0)
+        target = expected_cos(n_det, d, theta=theta, delta=theta * math.sqrt(d))
+        counts.append((len(probes), target))
+        if i == batches[-1] or trace[i + 1][0].shape[0] > 1:
+            break
+        u = (probes - x_t) / radius[:, None]
+        phi = np.where(answers, 1.0, -1.0)
+        grad = (phi if abs(phi.mean()) == 1.0 else phi - phi.mean()) @ u
+        v = grad / np.linalg.norm(grad)
+        eps = np.linalg.norm(x_t - x0) / math.sqrt(t)
+        moved = np.clip(x_t + eps * v, 0, 1)
+        moved = np.clip(moved + 0.5 * (moved - x0), 0, 1)
+        nxt = batches[t] if t < len(batches) else len(trace)
+        for q, _ in trace[i + 1 : nxt]:  # the search: on the segment, at t' = k / grid_size
+            frac = np.linalg.norm(q[0] - x0) / np.linalg.norm(moved - x0)
+            assert np.allclose(q[0], x0 + frac * (moved - x0), atol=2e-4), t
+            assert abs(frac * g - round(frac * g)) < 0.02, (t, frac * g)
+        before = np.linalg.norm(moved - x0)
+    # the probe counts (the last batch is cut by the budget): cosine-matched for a fitted (s, e) of
+    # the grids; here 112, 158, 194, 224 (s = 100, e = 0: a deterministic boundary)
+    assert len(counts) >= 4
+    for n, target in counts[:-1]:
+        fits = [probes_for_cos(target, d, s=s, theta=1.0 / g, delta=math.sqrt(d) / g, eps=e)
+                for s in np.logspace(-1, 2, 31) for e in np.linspace(0, 0.3, 7)]
+        assert any(int(f) == n for f in fits if math.isfinite(f)), n
+    assert p.ratio(out.x_adv) < 1.5
+
+
+@pytest.mark.parametrize("budget", [1, 9, 200])
+def test_popskipjump_budget_is_exact(budget):
+    from probe.attacks import PopSkipJump
+
+    p = make_problem((3, 8, 8), seed=4, sigma=0.05, n=1)
+    out = run_attack(PopSkipJump(), p.x0, p.is_adv, budget, np.random.default_rng(0))
+    assert out.queries == p.points == budget

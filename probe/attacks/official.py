@@ -88,3 +88,33 @@ def angle_bisection(
             upper = mid
         check = check and bool(answers[-1]) and lower > 0
     return lower, x_lo
+
+
+def _alpha(s: float, theta: float, delta: float, d: int, eps: float) -> float:
+    """PopSkipJump's E[Y(X - theta) X] for probes of standard deviation delta / sqrt(d) per
+    coordinate against a sigmoid of inverse scale s (s = inf: a step) with flip rate eps."""
+    s_ = s * delta / math.sqrt(d)
+    th = theta * math.sqrt(d) / delta
+    if math.isinf(s_):
+        a = math.sqrt(2.0 / math.pi) * math.exp(-th * th / 2.0)
+    else:
+        a = s_ * float(special.erf((th + 1.0 / (2.0 * s_)) / math.sqrt(2.0)) - special.erf((th - 1.0 / (2.0 * s_)) / math.sqrt(2.0)))
+    return (1.0 - 2.0 * eps) * a
+
+
+def expected_cos(n: float, d: int, *, s: float = math.inf, theta: float = 0.0, delta: float = 1.0, eps: float = 0.0) -> float:
+    """The expected cosine between the true gradient and the sign estimate from n probes:
+    1 / sqrt(1 + (d - 1) / (n alpha^2)) (cjsg/PopSkipJump, ``get_cos_from_n``)."""
+    a = _alpha(s, theta, delta, d, eps)
+    if a * a == 0.0 or n <= 0:
+        return 0.0
+    return 1.0 / math.sqrt(1.0 + (d - 1) / (n * a * a))
+
+
+def probes_for_cos(cos: float, d: int, *, s: float = math.inf, theta: float = 0.0, delta: float = 1.0, eps: float = 0.0) -> float:
+    """The inverse of :func:`expected_cos`: the probe count n that reaches the expected cosine
+    ``cos``, (d - 1) cos^2 / (alpha^2 (1 - cos^2)) (``get_n_from_cos``; inf when alpha = 0)."""
+    a = _alpha(s, theta, delta, d, eps)
+    if a * a == 0.0:
+        return math.inf
+    return (d - 1) * cos * cos / (a * a * (1.0 - cos * cos))

@@ -35,7 +35,7 @@ from typing import Any
 from probe.errors import ProbeError
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "probe": {"hsja": {}, "surfree": {}, "rays": {}, "cgba": {}, "psj": {}},
+    "probe": {"hsja": {}, "surfree": {}, "rays": {}, "cgba": {}, "psj": {}, "popskipjump": {}},
     "paper": {
         "hsja": {
             "memory": 0.0,
@@ -89,6 +89,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "max_init_tries": 10000,
         },
         "psj": {},
+        "popskipjump": {},  # the class is the published attack (cjsg/PopSkipJump)
     },
 }
 
