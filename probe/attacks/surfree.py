@@ -22,7 +22,9 @@ random 2-D planes and keeps the rotations that stay adversarial and get closer.
    (every z(theta) is closer than x_b by the factor cos(theta)). On failure theta_max
    *= rho and a new direction is drawn; on success theta_max /= rho.
 4. Bisection of the angle between the adversarial angle found and the next larger one
-   (at most ``bs_max_iter`` steps, down to a relative width ``bs_gamma``).
+   (at most ``bs_max_iter`` steps, down to a relative width ``bs_gamma``; ``bs_rule="cos"``,
+   ``opposite``, ``final_search``, ``ortho="first"``, ``start="official"``: the official
+   code's rules, :mod:`probe.attacks.official`, the ``paper`` preset).
 5. Optional interpolation (the paper's step, in radians, with a re-check): the boundary
    distance r(psi) along rays of the plane is known at psi = 0 and at the bisected
    angle (on the circle), and measured at a third angle by a boundary search; a
