@@ -35,7 +35,9 @@ from probe.attacks.presets import AttackSettings, build_attack  # noqa: E402
 
 
 class Counted:
-    """The model's labels behind the interfaces the official codes call, counting every row."""
+    """The model's labels behind the interfaces the official codes call, counting every row but
+    all-zero images (SurFree's code sends one in place of a query it does not make, and does not
+    count it)."""
 
     def __init__(self, runtime, classes: int = 10) -> None:
         self.runtime, self.classes, self.rows = runtime, classes, 0
@@ -43,7 +45,7 @@ class Counted:
     def labels(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         x = x[None] if x.ndim == 3 else x  # the official HSJA asks its original un-batched
-        self.rows += len(x)
+        self.rows += int(np.count_nonzero(x.reshape(len(x), -1).any(axis=1)))
         return self.runtime.labels(np.clip(x, 0.0, 1.0))
 
     def predict(self, x):  # HSJA: probabilities (one-hot)
@@ -62,10 +64,26 @@ def official_surfree(reference: Path, model: Counted, x0: np.ndarray, seed: int,
     import torch  # noqa: PLC0415
 
     sys.path.insert(0, str(reference / "SurFree"))
-    from surfree import SurFree  # noqa: PLC0415
+    import surfree  # noqa: PLC0415
+
+    if not getattr(surfree.Basis, "_probe_shim", False):
+        # the code draws directions for an empty list of images once an image has spent its
+        # max_queries inside a direction search; torch's MKL FFT then fails on the empty tensor
+        draw = surfree.Basis.get_vector
+
+        def get_vector(self, ortho_with=None, indexes=None):
+            if indexes is not None and len(indexes) == 0:
+                return torch.zeros_like(self.X)
+            return draw(self, ortho_with, indexes)
+
+        surfree.Basis.get_vector, surfree.Basis._probe_shim = get_vector, True
+    SurFree = surfree.SurFree
 
     config = json.loads((reference / "SurFree" / "config_example.json").read_text())
     config["init"]["max_queries"] = budget
+    # once max_queries is spent the final line search is masked out, except that it asks the
+    # all-zero image and returns it when the model calls it adversarial (L2 ||x0||): switched off
+    config["init"]["final_line_search"] = False
 
     class Net(torch.nn.Module):
         def forward(self, x):
@@ -93,17 +111,19 @@ def run(args) -> int:
             for name in args.attack:
                 model = Counted(runtime)
                 start = time.perf_counter()
+                ref_seed = 1000 * args.seed + index
                 if name == "hsja":
-                    ref = official_hsja(args.reference, model, x0, index, args.hsja_iterations)
+                    ref = official_hsja(args.reference, model, x0, ref_seed, args.hsja_iterations)
                 else:
-                    ref = official_surfree(args.reference, model, x0, index, args.budget)
+                    ref = official_surfree(args.reference, model, x0, ref_seed, args.budget)
                 ref_seconds = time.perf_counter() - start
                 budget = model.rows
                 ref_adv = bool(runtime.labels(ref[None].astype(np.float32))[0] != label)
                 attack = build_attack(name, norm="l2", settings=AttackSettings(preset="paper"))
                 oracle = lambda pts, label=label: runtime.labels(pts) != label  # noqa: E731
                 outcome = run_attack(attack, x0, oracle, budget, np.random.default_rng([args.seed, index]))
-                row = {"model": args.model, "image": samples.ids[index], "attack": name, "queries": budget,
+                row = {"model": args.model, "image": samples.ids[index], "attack": name, "seed": args.seed,
+                       "queries": budget,
                        "official_l2": float(np.linalg.norm((ref - x0).ravel())), "official_adversarial": ref_adv,
                        "probe_l2": outcome.distance if outcome.found else math.inf, "official_seconds": ref_seconds}
                 out.write(json.dumps(row) + "\n")
@@ -115,14 +135,17 @@ def run(args) -> int:
 
 def summary(path: Path) -> int:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    print("| attack | images | median queries | median L2 official | median L2 probe paper | geo-mean probe / official |")
+    print("| attack | runs (images x seeds) | median queries | median L2 official | median L2 probe paper "
+          "| geo-mean probe / official (95% interval) |")
     print("|---|---|---|---|---|---|")
     for name in sorted({r["attack"] for r in rows}):
         mine = [r for r in rows if r["attack"] == name and math.isfinite(r["probe_l2"]) and r["official_l2"] > 0]
-        geo = math.exp(statistics.fmean(math.log(r["probe_l2"] / r["official_l2"]) for r in mine))
+        logs = [math.log(r["probe_l2"] / r["official_l2"]) for r in mine]
+        mean, half = statistics.fmean(logs), 1.96 * statistics.stdev(logs) / math.sqrt(len(logs))
         print(f"| {name} | {len(mine)} | {statistics.median(r['queries'] for r in mine):.0f} "
               f"| {statistics.median(r['official_l2'] for r in mine):.3f} "
-              f"| {statistics.median(r['probe_l2'] for r in mine):.3f} | {geo:.3f} |")
+              f"| {statistics.median(r['probe_l2'] for r in mine):.3f} "
+              f"| {math.exp(mean):.3f} ({math.exp(mean - half):.2f}-{math.exp(mean + half):.2f}) |")
     return 0
 
 
