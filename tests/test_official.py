@@ -1,8 +1,14 @@
 """The ``paper`` preset's official rules, on models where the right answer is known exactly.
 
-SurFree (t-maho/SurFree at c9920f2): the angle bisection stops when |cos(upper) - cos(lower)|
-<= BS_gamma, asks the opposite angle while it answers True, and the attack ends with a boosted
-line search toward x0.
+* SurFree (t-maho/SurFree at c9920f2): the angle bisection stops when |cos(upper) - cos(lower)|
+  <= BS_gamma, asks the opposite angle while it answers True, the attack ends with a boosted
+  line search toward x0, Gram-Schmidt runs against the first direction and the last draws.
+* HSJA (Jianbo-Lab/HSJA): the last iterate is reported (the bisections to an absolute theta and
+  delta from dist_post_update are replayed in tests/test_presets.py).
+* RayS (uclaml/RayS): the official loop, replayed point for point.
+* CGBA (Farhamdur/CGBA): the start x0 + k 0.02 N(0, I), probes of random length.
+* PopSkipJump (cjsg/PopSkipJump): probe radius, step dist / sqrt(t) without halving, the x1.5
+  move, the info-max search on a grid, the cosine-matched probe counts and their formulas.
 """
 
 from __future__ import annotations
@@ -363,3 +369,77 @@ def test_popskipjump_budget_is_exact(budget):
     p = make_problem((3, 8, 8), seed=4, sigma=0.05, n=1)
     out = run_attack(PopSkipJump(), p.x0, p.is_adv, budget, np.random.default_rng(0))
     assert out.queries == p.points == budget
+
+
+def test_popskipjump_cosine_formulas_are_the_papers():
+    """E[cos] = 1 / sqrt(1 + (d - 1) / (n alpha^2)); HSJA's probes (delta = theta sqrt(d) on a
+    step boundary) have alpha = sqrt(2 / pi) exp(-1/2); the probe count inverts it exactly."""
+    from probe.attacks.official import expected_cos, probes_for_cos
+
+    d, n = 3072, 141.0
+    theta = 1.0 / d**1.5
+    alpha = math.sqrt(2.0 / math.pi) * math.exp(-0.5)
+    cos = expected_cos(n, d, theta=theta, delta=theta * math.sqrt(d))
+    assert cos == pytest.approx(1.0 / math.sqrt(1.0 + (d - 1) / (n * alpha**2)), rel=1e-12)
+    assert cos == pytest.approx(0.1031, abs=1e-4)
+    assert probes_for_cos(cos, d, theta=theta, delta=theta * math.sqrt(d)) == pytest.approx(n, rel=1e-9)
+    # a noisier sigmoid (smaller s, flips e) needs more probes for the same cosine
+    g = 300
+    sharp = probes_for_cos(cos, d, s=100.0, theta=1 / g, delta=math.sqrt(d) / g, eps=0.0)
+    noisy = probes_for_cos(cos, d, s=10.0, theta=1 / g, delta=math.sqrt(d) / g, eps=0.1)
+    assert n < sharp < noisy and noisy > 50 * sharp
+
+
+@pytest.mark.parametrize("flip", [0.0, 0.15])
+def test_popskipjump_infomax_search_finds_the_boundary_and_the_noise(flip):
+    """On a line with its boundary at t = 0.37 (t = 1 is x0): deterministic answers give the MAP
+    within one grid step of it, the sharpest sigmoid and no flips; answers flipped with
+    probability 0.15 still give the boundary within a few grid steps, a fitted flip rate > 0,
+    and cost more queries."""
+    from probe.attacks import PopSkipJump
+
+    attack = PopSkipJump(grid_size=100)
+    x0 = np.zeros((1, 1, 1), np.float32)
+    rng = np.random.default_rng(1)
+    asked = []
+
+    def point_at(t):
+        return np.array([[[t]]], np.float32)
+
+    def oracle(pts):
+        t = pts.reshape(-1).astype(np.float64)
+        asked.extend(t)
+        answers = t < 0.37  # adversarial on the side of the adversarial end (t = 0)
+        return answers ^ (rng.random(len(t)) < flip)
+
+    tracker = Tracker(x0, 2000, "l2")
+    (t_map, s_map, e_map), n = drive(attack._infomax(tracker, point_at, None, 0.1, 16), oracle)
+    if flip == 0.0:
+        assert abs(t_map - 0.37) <= 0.01 and s_map == 100.0 and e_map == 0.0
+        assert 15 <= len(asked) <= 30
+    else:
+        assert abs(t_map - 0.37) <= 0.05 and e_map > 0.0
+        assert len(asked) > 30
+    assert all(abs(t * 100 - round(t * 100)) < 1e-6 for t in asked)  # on the grid
+    assert math.isfinite(n) and n > 0
+
+
+def test_surfree_official_gram_schmidt_is_against_the_first_and_the_last_draws():
+    """c9920f2: a draw is made orthogonal to the start's direction and to the last n_ortho draws
+    (all of them, one classical pass), not to the current direction."""
+    from probe.attacks.directions import AnchoredDirections
+
+    rng = np.random.default_rng(0)
+    d, n = 200, 10
+    first = rng.standard_normal(d).astype(np.float32)
+    first /= np.linalg.norm(first)
+    past = AnchoredDirections(n, first)
+    u = rng.standard_normal(d).astype(np.float32)
+    u /= np.linalg.norm(u)
+    draws = [past.unit_orthogonal(rng.standard_normal(d).astype(np.float32), u) for _ in range(25)]
+    last = draws[-1]
+    assert abs(np.linalg.norm(last) - 1) < 1e-5
+    assert abs(last @ first) < 0.02  # one classical pass: nearly, not exactly, orthogonal
+    assert max(abs(last @ v) for v in draws[-1 - n : -1]) < 0.02
+    assert max(abs(last @ v) for v in draws[: -1 - n]) > 0.05  # older draws are forgotten
+    assert abs(last @ u) > 0.01  # the current direction is not removed
