@@ -392,7 +392,7 @@ def test_popskipjump_cosine_formulas_are_the_papers():
 
 @pytest.mark.parametrize("flip", [0.0, 0.15])
 def test_popskipjump_infomax_search_finds_the_boundary_and_the_noise(flip):
-    """On a line with its boundary at t = 0.37 (t = 1 is x0): deterministic answers give the MAP
+    """On a line with its boundary at t = 0.375 (t = 1 is x0): deterministic answers give the MAP
     within one grid step of it, the sharpest sigmoid and no flips; answers flipped with
     probability 0.15 still give the boundary within a few grid steps, a fitted flip rate > 0,
     and cost more queries."""
@@ -409,18 +409,18 @@ def test_popskipjump_infomax_search_finds_the_boundary_and_the_noise(flip):
     def oracle(pts):
         t = pts.reshape(-1).astype(np.float64)
         asked.extend(t)
-        answers = t < 0.37  # adversarial on the side of the adversarial end (t = 0)
+        answers = t < 0.375  # adversarial on the side of the adversarial end (t = 0)
         return answers ^ (rng.random(len(t)) < flip)
 
     tracker = Tracker(x0, 2000, "l2")
     (t_map, s_map, e_map), n = drive(attack._infomax(tracker, point_at, None, 0.1, 16), oracle)
     if flip == 0.0:
-        assert abs(t_map - 0.37) <= 0.01 and s_map == 100.0 and e_map == 0.0
+        assert abs(t_map - 0.375) <= 0.0101 and s_map == 100.0 and e_map == 0.0
         assert 15 <= len(asked) <= 30
     else:
-        assert abs(t_map - 0.37) <= 0.05 and e_map > 0.0
+        assert abs(t_map - 0.375) <= 0.05 and e_map > 0.0
         assert len(asked) > 30
-    assert all(abs(t * 100 - round(t * 100)) < 1e-6 for t in asked)  # on the grid
+    assert all(abs(t * 100 - round(t * 100)) < 1e-4 for t in asked)  # on the grid (float32 points)
     assert math.isfinite(n) and n > 0
 
 
