@@ -28,6 +28,7 @@ MODULES = [
     "probe.attacks.rays",
     "probe.attacks.cgba",
     "probe.attacks.psj",
+    "probe.attacks.popskipjump",
     "probe.attacks.base",
     "probe.attacks.confirm",
     "probe.attacks",

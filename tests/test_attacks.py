@@ -382,7 +382,7 @@ def test_attack_modules_import_only_numpy_scipy_and_themselves():
 
 
 def test_registry_and_make_attack():
-    assert set(ATTACKS) == {"hsja", "surfree", "rays", "cgba", "psj"}
+    assert set(ATTACKS) == {"hsja", "surfree", "rays", "cgba", "psj", "popskipjump"}
     assert isinstance(make_attack("hsja"), HSJA) and make_attack("hsja").norm == "l2"
     assert make_attack("HSJA", norm="linf").norm == "linf"
     assert isinstance(make_attack("surfree"), SurFree)

@@ -10,11 +10,12 @@ the reference formulas say each query must be:
   t = 1, sqrt(d) theta dist_{t-1} after), i.i.d. Gaussian directions, then the
   geometric step x_b + eps v, eps = dist / sqrt(t), v the fresh estimate, halved until
   adversarial.
-* SurFree (Maho, Furon, Le Merrer 2021, ``config_example.json``): the circle search
-  z(theta) = x0 + D cos(theta) (cos(theta) u + sin(theta) v) at +-theta_max,
-  +-(T-1)/T theta_max, ... (theta_max = 30 degrees, T = 3), theta_max *= rho = 0.98
-  after a failed direction and /= rho after a success, then a bisection of the angle
-  (at most BS_max_iteration = 10 steps, BS_gamma = 0.01).
+* SurFree (Maho, Furon, Le Merrer 2021): probe's own rules replayed query by query
+  (the circle search z(theta) = x0 + D cos(theta) (cos(theta) u + sin(theta) v) at
+  +-theta_max, +-(T-1)/T theta_max, ..., theta_max *= rho after a failed direction and /=
+  rho after a success, then the angle bisection to a width bs_gamma theta); the paper
+  preset's official rules (t-maho/SurFree at c9920f2: the cosine stop, the opposite-angle
+  check, the boosted line searches) are checked in tests/test_official.py.
 
 Every checker is also run on mutated settings (memory=1, step="sum", bs_max_iter=0,
 ...) and must then fail: the tests can tell the reference from its variants.
@@ -92,19 +93,20 @@ def hsja_iterations(trace):
     return out
 
 
-def check_hsja_paper(x0, trace, budget, norm="l2", max_halvings=20):
+def check_hsja_paper(x0, trace, budget, norm="l2", max_halvings=10000):
     """The reference HSJA, query by query (see the module notes); returns the iterations."""
     d = x0.size
     theta = 1.0 / d**1.5 if norm == "l2" else 1.0 / d**2  # gamma = 1
     iterations = hsja_iterations(trace)
     assert len(iterations) >= 4
     dist_of = (lambda r: float(np.linalg.norm(r))) if norm == "l2" else (lambda r: float(np.abs(r).max()))
-    for it in iterations:
+    before = None  # dist_post_update: the distance of the point the last boundary search started from
+    for n, it in enumerate(iterations):
         t, probes, x_b = it["t"], it["probes"], it["x_b"]
         # batch size: the reference schedule, cut only by the budget (no fitting)
         assert len(probes) == min(int(min(100 * math.sqrt(t), 10000)), budget - it["spent"]), t
         dist = dist_of(x_b - x0)
-        delta = 0.1 if t == 1 else (math.sqrt(d) if norm == "l2" else d) * theta * dist
+        delta = 0.1 if t == 1 else (math.sqrt(d) if norm == "l2" else d) * theta * before
         assert np.all((probes > 0) & (probes < 1))  # nothing clipped: the probes are x_b + delta u
         r = probes - x_b
         assert np.allclose(np.linalg.norm(r, axis=1), delta, rtol=1e-3), (t, delta)
@@ -115,6 +117,9 @@ def check_hsja_paper(x0, trace, budget, norm="l2", max_halvings=20):
         off = gram[~np.eye(k, dtype=bool)]
         if k >= 32:
             assert 0.75 / d < np.mean(off**2) < 1.33 / d, (t, np.mean(off**2) * d)
+            # coordinates: Gaussian (L2, kurtosis 3) or uniform on [-1, 1] (Linf, kurtosis 1.8)
+            kurtosis = np.mean(u**4) / np.mean(u**2) ** 2
+            assert abs(kurtosis - (3.0 if norm == "l2" else 1.8)) < 0.3, (t, kurtosis)
         # the fresh estimate (memory 0): g = sum((phi - mean(phi)) u), +-mean(u) if unanimous
         phi = np.where(it["answers"], 1.0, -1.0)
         g = phi.mean() * u.mean(axis=0) if abs(phi.mean()) == 1.0 else (phi - phi.mean()) @ u
@@ -133,6 +138,23 @@ def check_hsja_paper(x0, trace, budget, norm="l2", max_halvings=20):
             assert np.all(target[q == 0] <= 1e-6) and np.all(target[q == 1] >= 1 - 1e-6), (t, j, "clip")
             if adversarial:
                 break
+        accepted = next((j for j, (_, ok) in enumerate(steps) if ok), None)
+        if accepted is None:
+            continue
+        # back to the boundary: a bisection of the blend factor on [0, 1] (Linf: of the radius on
+        # [0, dist]) from 0, down to the absolute theta (Linf: min(dist theta, theta))
+        p = steps[accepted][0]
+        before = dist_of(p - x0)
+        hi = 1.0 if norm == "l2" else before
+        tol = theta if norm == "l2" else min(before * theta, theta)
+        lo, bis = 0.0, steps[accepted + 1 :]
+        if n + 1 < len(iterations):  # complete: exactly the steps the absolute tolerance allows
+            assert len(bis) == math.ceil(math.log2(hi / tol)), (t, len(bis))
+        for q, adversarial in bis:
+            mid = 0.5 * (lo + hi)
+            want = x0 + mid * (p - x0) if norm == "l2" else np.clip(p, x0 - mid, x0 + mid)
+            assert np.allclose(q, want, atol=1e-6), (t, "bisection")
+            lo, hi = (lo, mid) if adversarial else (mid, hi)
     return iterations
 
 
@@ -144,6 +166,7 @@ def paper_hsja(**change):
 def test_hsja_paper_preset_follows_the_reference_formulas(norm):
     attack = build_attack("hsja", norm=norm, settings=PAPER)
     assert (attack.memory, attack.orthogonal, attack.step, attack.fit_budget) == (0.0, False, "geometric", False)
+    assert (attack.search, attack.delta_from, attack.report, attack.linf_probes) == ("bisect", "before", "last", "uniform")
     assert (attack.gamma, attack.init_num_evals, attack.max_num_evals) == (1.0, 100, 10000)
     budget = 1500
     x0, trace = record(attack, budget)
@@ -168,7 +191,7 @@ def test_hsja_paper_step_is_halved_until_adversarial():
 @pytest.mark.parametrize(
     "change",
     [{"memory": 1.0}, {"step": "sum"}, {"orthogonal": True}, {"fit_budget": True}, {"gamma": 2.0},
-     {"init_num_evals": 50}],
+     {"init_num_evals": 50}, {"search": "gallop"}, {"delta_from": "after"}],
     ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()),
 )
 def test_hsja_checker_rejects_other_settings(change):
@@ -262,18 +285,19 @@ def surfree_iterations(x0, trace, theta_max=30.0, rho=0.98, T=3, bs_gamma=0.01, 
     return out
 
 
-def paper_surfree(**change):
-    return SurFree(**{**build_attack("surfree", norm="l2", settings=PAPER).params(), **change})
+#: the superseded config of t-maho/SurFree at 4392fee (T = 3, n_ortho = 100) with probe's own
+#: angle bisection (bracket to theta_max (k + 1) / T, stop at a width bs_gamma * theta): the
+#: replay above checks these rules
+OLD_SURFREE = dict(theta_max=30.0, rho=0.98, T=3, n_ortho=100, bs_gamma=0.01, bs_max_iter=10, band="low",
+                   directions="ternary")
 
 
-def test_surfree_paper_preset_follows_the_reference_formulas():
-    attack = build_attack("surfree", norm="l2", settings=PAPER)
-    params = attack.params()
-    assert {k: params[k] for k in ("theta_max", "rho", "T", "n_ortho", "bs_gamma", "bs_max_iter")} == {
-        "theta_max": 30.0, "rho": 0.98, "T": 3, "n_ortho": 100, "bs_gamma": 0.01, "bs_max_iter": 10}
-    assert {k: params[k] for k in ("freq_ratio", "weighting", "band", "directions", "interpolation")} == {
-        "freq_ratio": 0.5, "weighting": "constant", "band": "low", "directions": "ternary", "interpolation": False}
-    x0, trace = record(attack, 800)
+def old_surfree(**change):
+    return SurFree(**{**OLD_SURFREE, **change})
+
+
+def test_surfree_width_rule_follows_its_formulas():
+    x0, trace = record(old_surfree(), 800)
     iterations = surfree_iterations(x0, trace)
     # the first angles tried: 30 degrees, then -30, 20, -20, 10, -10 until one is adversarial
     first = iterations[0]
@@ -288,23 +312,24 @@ def test_surfree_paper_preset_follows_the_reference_formulas():
 @pytest.mark.parametrize(
     "change",
     [{"bs_max_iter": 0}, {"bs_max_iter": 3}, {"rho": 0.9}, {"T": 1}, {"T": 4}, {"theta_max": 20.0},
-     {"bs_gamma": 0.1}],
+     {"bs_gamma": 0.1}, {"bs_rule": "cos"}],
     ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()),
 )
 def test_surfree_checker_rejects_other_settings(change):
-    x0, trace = record(paper_surfree(**change), 800)
+    x0, trace = record(old_surfree(**change), 800)
     with pytest.raises(AssertionError):
         surfree_iterations(x0, trace)
 
 
 def test_surfree_probe_preset_differs_where_documented():
     """The probe preset is the class defaults: no angle bisection, one angle pair per
-    direction (T = 1), orthogonal DCT directions from both bands."""
+    direction (T = 1), orthogonal DCT directions from both bands, probe's start."""
     attack = build_attack("surfree", norm="l2", settings=PROBE)
     assert attack.params() == SurFree().params()
     paper = build_attack("surfree", norm="l2", settings=PAPER).params()
     differ = {k for k, v in attack.params().items() if paper[k] != v}
-    assert differ == {"T", "bs_max_iter", "band", "directions"}
+    assert differ == {"n_ortho", "bs_max_iter", "band", "directions", "bs_rule", "opposite", "final_search",
+                      "max_angle", "ortho", "start", "max_init_tries"}
     x0, trace = record(attack, 400)
     iterations = surfree_iterations(x0, trace, T=1, bs_max_iter=0)
     assert all(len(it["tried"]) <= 2 and not it["bisection"] for it in iterations)
@@ -325,11 +350,11 @@ def query_hash(attack, budget=400):
     return h.hexdigest()
 
 
-def test_rays_paper_preset_is_the_class_defaults():
-    assert PRESETS["paper"]["rays"] == {} == PRESETS["probe"]["rays"]
+def test_rays_paper_preset_is_the_official_search():
+    assert PRESETS["probe"]["rays"] == {}
     paper = build_attack("rays", norm="linf", settings=PAPER)
-    assert paper.params() == RayS().params()
-    assert query_hash(paper) == query_hash(RayS())
+    assert paper.params() == {**RayS().params(), "search": "bisect", "tol": 0.001, "start": "official"}
+    assert query_hash(paper) != query_hash(RayS())
 
 
 def test_presets_confirmation_and_probe_defaults():

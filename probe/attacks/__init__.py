@@ -1,4 +1,4 @@
-"""Framework-free decision-based attacks: HSJA, SurFree, RayS, CGBA and PSJ (PopSkipJump-style HSJA).
+"""Framework-free decision-based attacks: HSJA, SurFree, RayS, CGBA, PopSkipJump and PSJ (probe's noise-aware HSJA).
 
 Each attack is a state machine (a generator, see :mod:`probe.attacks.base`) that
 sees only the oracle's booleans. They import nothing but NumPy, SciPy and the
@@ -31,13 +31,14 @@ from probe.attacks.base import (
 from probe.attacks.confirm import Confirmed
 from probe.attacks.cgba import CGBA
 from probe.attacks.hsja import HSJA
+from probe.attacks.popskipjump import PopSkipJump
 from probe.attacks.psj import PSJ
 from probe.attacks.rays import RayS
 from probe.attacks.surfree import SurFree
 from probe.errors import BudgetExceeded, ProbeError
 from probe.validate import check_choice
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (HSJA, SurFree, RayS, CGBA, PSJ)}
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (HSJA, SurFree, RayS, CGBA, PSJ, PopSkipJump)}
 
 #: the norms each attack supports, read from the classes (``norms``); the first is its native one
 SUPPORTED_NORMS: dict[str, tuple[str, ...]] = {key: cls.norms for key, cls in ATTACKS.items()}
@@ -94,6 +95,7 @@ __all__ = [
     "attack_class",
     "HSJA",
     "PSJ",
+    "PopSkipJump",
     "RayS",
     "SurFree",
     "Tracker",

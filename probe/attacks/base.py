@@ -76,8 +76,9 @@ class AttackOutcome:
         the distances of the point the attack would have returned had it stopped after
         that many queries (None before it had one), at :func:`checkpoints` and at its end.
         Under a confirmation phase only a confirmed point counts, so the entries are None
-        until the confirmation passes. Non-increasing in the attack's norm (the other norm
-        is that same point's, which may rise); the last entry is ``x_adv``'s.
+        until the confirmation passes. Non-increasing in the attack's norm unless the attack
+        reports a point of its own (HSJA's ``report="last"``); the other norm is that same
+        point's, which may rise. The last entry is ``x_adv``'s.
     """
 
     x_adv: np.ndarray | None
@@ -132,6 +133,7 @@ class Tracker:
         self.best_distance = float("inf")
         self.confirming = False  # a confirmation phase decides what is returned (Confirmed)
         self.confirmed: np.ndarray | None = None
+        self.chosen: np.ndarray | None = None  # an attack's own pick in place of the best (see report)
         self.first: np.ndarray | None = None  # the first point answered True
         self.marks = checkpoints(self.budget)
         self.trajectory: dict[str, list] = {"queries": [], "l2": [], "linf": []}
@@ -186,9 +188,16 @@ class Tracker:
         while self.marks and self.marks[0] <= self.spent:
             self._mark(self.marks.pop(0))
 
+    def report(self, point: np.ndarray) -> None:
+        """Make ``point`` (one the attack asked and was answered adversarial) the outcome in
+        place of the closest verified one: e.g. HSJA's reference returns its last iterate."""
+        self.chosen = point
+
     def _current(self) -> np.ndarray | None:
         """What the attack would return now."""
-        return self.confirmed if self.confirming else self.best
+        if self.confirming:
+            return self.confirmed
+        return self.chosen if self.chosen is not None else self.best
 
     def _mark(self, queries: int) -> None:
         point = self._current()
@@ -197,9 +206,10 @@ class Tracker:
             self.trajectory[norm].append(None if point is None else round(distance(point, self.x0, norm), 6))
 
     def outcome(self) -> AttackOutcome:
-        """The confirmed point when a confirmation phase accepted one, else the best verified
-        (``confirmed`` False when a confirmation phase ran and nothing passed)."""
-        point = self.confirmed if self.confirmed is not None else self.best
+        """The confirmed point when a confirmation phase accepted one, else the attack's reported
+        point (:meth:`report`) or the best verified (``confirmed`` False when a confirmation
+        phase ran and nothing passed)."""
+        point = self.best if self.confirming and self.confirmed is None else self._current()
         if self.trajectory["queries"] and self.trajectory["queries"][-1] == self.spent:
             for values in self.trajectory.values():
                 values.pop()

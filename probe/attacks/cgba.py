@@ -113,6 +113,13 @@ class CGBA(Attack):
         noise_radius (float): >= 0; noise aware, once the answers have contradicted each
             other, the probes grow to noise_delta band widths times sqrt(k) (k: the
             probes' dimension) but no longer than noise_radius * D. (Default: 0.2)
+        start (str): "uniform" (uniform random images until one is adversarial) or "ramp"
+            (the official code: x0 + k init_scale N(0, I), k = 1, 2, ...). (Default: 'uniform')
+        init_scale (float): > 0, the step of the "ramp" start's noise. (Default: 0.02)
+        sigma (float): >= 0; when > 0, the probes are sigma * N(0, I_k) on the k-dimensional
+            subspace (the official code's: random lengths of about sigma sqrt(k), an absolute
+            size in pixel units, not a fraction of D; plain bisection only) instead of unit
+            probes of length delta * D. (Default: 0.0)
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (any shape works).
@@ -136,7 +143,7 @@ class CGBA(Attack):
         >>> CGBA(method="cgba_h", bracket=True)  # doctest: +ELLIPSIS
         CGBA(norm='l2', method='cgba_h', init_num_evals=30, ..., bracket=True, ...)
         >>> CGBA(bisection="bayes")  # noise aware: against a randomized defense  # doctest: +ELLIPSIS
-        CGBA(norm='l2', ..., bisection='bayes', search_steps=40, noise_delta=2.0, noise_radius=0.2)
+        CGBA(norm='l2', ..., bisection='bayes', search_steps=40, noise_delta=2.0, noise_radius=0.2, ...)
     """
 
     name = "cgba"
@@ -162,6 +169,9 @@ class CGBA(Attack):
         search_steps: int = 40,
         noise_delta: float = 2.0,
         noise_radius: float = 0.2,
+        start: str = "uniform",
+        init_scale: float = 0.02,
+        sigma: float = 0.0,
     ) -> None:
         self.norm = self._check_norm(norm)
         self.method = check_choice("method", method, METHODS)
@@ -180,6 +190,9 @@ class CGBA(Attack):
         self.search_steps = check_int("search_steps", search_steps, 1)
         self.noise_delta = check_real("noise_delta", noise_delta, 0.0, None)
         self.noise_radius = check_real("noise_radius", noise_radius, 0.0, None)
+        self.start = check_choice("start", start, ("uniform", "ramp"))
+        self.init_scale = check_real("init_scale", init_scale, 0.0, None, low_closed=False)
+        self.sigma = check_real("sigma", sigma, 0.0, None)
 
     def _line(self, tracker: Tracker, x0: np.ndarray, x_adv: np.ndarray, guess: float | None = None):
         """Search the segment from x0 to the adversarial x_adv: (boundary point on its adversarial
@@ -196,11 +209,12 @@ class CGBA(Attack):
         )
         return x_b, 0.0, False
 
-    def _normal(self, tracker: Tracker, x_b: np.ndarray, step: float, draw, n: int):
-        """The normal estimate at x_b from n probes of length ``step`` (one batch), flat (d,), and
-        whether the answers were mixed (probes that all land on one side did not reach across)."""
+    def _normal(self, tracker: Tracker, x_b: np.ndarray, step: float, draw, n: int, lengths=None):
+        """The normal estimate at x_b from n probes of length ``step`` (one batch; ``lengths``: one
+        length each, then divided by ``step``), flat (d,), and whether the answers were mixed
+        (probes that all land on one side did not reach across)."""
         pts = draw(n)
-        pts *= np.float32(step)
+        pts *= np.float32(step) if lengths is None else lengths.astype(np.float32).reshape(-1, *([1] * x_b.ndim))
         pts += x_b[None]
         np.clip(pts, 0.0, 1.0, out=pts)
         answers = yield from tracker.query(pts)
@@ -220,7 +234,10 @@ class CGBA(Attack):
         method = self.method if self.method != "auto" else ("cgba_h" if x_init is not None else "cgba")
         x_adv = yield from check_start(tracker, x0, x_init)
         if x_adv is None:
-            x_adv = yield from noise_init(tracker, x0, rng, kind="uniform", max_tries=self.max_init_tries)
+            kind = "uniform" if self.start == "uniform" else "ramp"
+            x_adv = yield from noise_init(
+                tracker, x0, rng, kind=kind, scale=self.init_scale, max_tries=self.max_init_tries
+            )
         if x_adv is None:  # sign corners and strong noise, with what is left
             x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
@@ -252,7 +269,11 @@ class CGBA(Attack):
                 else:
                     step = noise_probe_size(band, step, self.noise_delta)
                 step *= reach
-            g, mixed = yield from self._normal(tracker, x_b, step, draw, n_t)
+            lengths = None
+            if self.sigma > 0.0 and self.bisection == "plain":  # sigma N(0, I_k): random lengths
+                step = self.sigma
+                lengths = self.sigma * np.sqrt(rng.chisquare(probe_dim(shape, ratio), size=n_t))
+            g, mixed = yield from self._normal(tracker, x_b, step, draw, n_t, lengths)
             if self.bisection == "bayes":
                 reach = max(1.0, reach / 2.0) if mixed else (2.0 * reach if step < D else reach)
             t += 1

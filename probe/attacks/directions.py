@@ -286,3 +286,30 @@ class PastDirections:
             self.rows[self.count % self.n] = v
             self.count += 1
         return v
+
+
+class AnchoredDirections:
+    """The official SurFree code's Gram-Schmidt: a draw is made orthogonal to the FIRST
+    direction (the start's ``unit(x_adv - x0)``) and to the last ``n`` draws (every draw, one
+    classical pass, not against the current direction), then unit, and remembered."""
+
+    def __init__(self, n: int, first: np.ndarray) -> None:
+        self.n = int(n)
+        self.first = np.asarray(first, dtype=np.float32).ravel()
+        self.rows: list[np.ndarray] = []
+
+    def unit_orthogonal(self, v: np.ndarray, u: np.ndarray) -> np.ndarray | None:
+        """v (modified in place) made orthogonal to the first and the last n draws and unit;
+        ``u`` (the current direction) is not used. None when nothing is left of v."""
+        basis = [self.first, *self.rows[-self.n :]] if self.n else [self.first]
+        coef = [float(np.dot(b, v)) for b in basis]  # classical Gram-Schmidt: all against the draw
+        for c, b in zip(coef, basis):
+            v -= np.float32(c) * b
+        nv = math.sqrt(float(np.dot(v, v)))
+        if not np.isfinite(nv) or nv < 1e-6:
+            return None
+        v /= np.float32(nv)
+        if self.n:
+            self.rows.append(v.copy())
+            del self.rows[: -self.n]
+        return v

@@ -51,10 +51,15 @@ import numpy as np
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import unit_probes
 from probe.attacks.search import bisect, blend, check_start, corner_start, gallop_down, linf_ball, noise_init
+from probe.errors import BudgetExceeded
 from probe.validate import check_choice, check_int, check_real
 
 
 STEPS = ("sum", "geometric")
+SEARCHES = ("gallop", "bisect")
+DELTAS = ("after", "before")
+REPORTS = ("best", "last")
+LINF_PROBES = ("gaussian", "uniform")
 
 
 class HSJA(Attack):
@@ -95,6 +100,18 @@ class HSJA(Attack):
             reference). (Default: 0.25)
         subspace_growth (float): >= 0; the subspace's side grows by this factor each
             iteration, up to the whole space. (Default: 0.5)
+        search (str): "gallop" (the boundary searches start from the expected position and
+            stop at a precision relative to the distance, tol * theta) or "bisect" (the
+            reference: the start's blend bisected to 0.001, then every search bisects the blend
+            factor on [0, 1] down to an absolute theta; Linf: the radius on [0, dist] down to
+            min(dist * theta, theta)). (Default: 'gallop')
+        delta_from (str): the distance that sets the probe size delta: "after" (of the boundary
+            point) or "before" (the reference's ``dist_post_update``: of the point the boundary
+            search started from). (Default: 'after')
+        report (str): "best" (the closest point answered adversarial) or "last" (the
+            reference: the last boundary point). (Default: 'best')
+        linf_probes (str): Linf, i.i.d. probes: "gaussian" or "uniform" (the reference's
+            uniform on [-1, 1]^d, normalised). (Default: 'gaussian')
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (any shape works).
@@ -138,6 +155,10 @@ class HSJA(Attack):
         tol: float = 1.0,
         subspace: float = 0.25,
         subspace_growth: float = 0.5,
+        search: str = "gallop",
+        delta_from: str = "after",
+        report: str = "best",
+        linf_probes: str = "gaussian",
     ) -> None:
         self.norm = self._check_norm(norm)
         self.gamma = check_real("gamma", gamma, 0.0, None, low_closed=False)
@@ -152,6 +173,22 @@ class HSJA(Attack):
         self.tol = check_real("tol", tol, 0.0, None, low_closed=False)
         self.subspace = check_real("subspace", subspace, 0.0, 1.0, low_closed=False)
         self.subspace_growth = check_real("subspace_growth", subspace_growth, 0.0, None)
+        self.search = check_choice("search", search, SEARCHES)
+        self.delta_from = check_choice("delta_from", delta_from, DELTAS)
+        self.report = check_choice("report", report, REPORTS)
+        self.linf_probes = check_choice("linf_probes", linf_probes, LINF_PROBES)
+
+    def _probes(self, shape, rng, ratio):
+        """``draw(n)``: unit probe directions (Linf with ``linf_probes="uniform"``: the reference's)."""
+        if self.norm == "linf" and self.linf_probes == "uniform" and not self.orthogonal and ratio >= 1.0:
+
+            def draw(n: int) -> np.ndarray:
+                pts = rng.uniform(-1.0, 1.0, size=(n, *shape)).astype(np.float32)
+                pts /= np.linalg.norm(pts.reshape(n, -1), axis=1).reshape(-1, *([1] * len(shape)))
+                return pts
+
+            return draw
+        return unit_probes(shape, rng, self.orthogonal, ratio)
 
     # -- boundary search -------------------------------------------------------------
 
@@ -163,8 +200,9 @@ class HSJA(Attack):
         theta: float,
         expect: float | None,
         rel: float,
-    ) -> Generator[Points, Answers, tuple[np.ndarray, float]]:
-        """Bisect from the adversarial x_adv toward x0; return (boundary point, its distance).
+    ) -> Generator[Points, Answers, tuple[np.ndarray, float, float]]:
+        """Bisect from the adversarial x_adv toward x0; return (boundary point, its distance,
+        the distance of x_adv).
 
         ``expect``: the distance at which the boundary is expected (the previous one);
         ``rel``: the expected relative change. With them, one query at the expected
@@ -178,6 +216,10 @@ class HSJA(Attack):
             point_at = linf_ball(x0, x_adv)
             full = distance(x_adv, x0, "linf")
             hi = full
+        if self.search == "bisect":  # the reference: to an absolute theta, from 0
+            tol = theta if self.norm == "l2" else min(full * theta, theta)
+            _, x_b = yield from bisect(tracker, point_at, 0.0, hi, tol=tol, x_hi=x_adv, max_steps=200)
+            return x_b, distance(x_b, x0, self.norm), full
         # tolerance relative to the distance reached: theta * dist
         rtol = min(self.tol * theta, 1e-3)  # theta is large for tiny d: keep a real search
         tol = 1e-9 * hi
@@ -194,13 +236,24 @@ class HSJA(Attack):
                 _, x_b = yield from bisect(tracker, point_at, guess, hi, tol=tol, x_hi=x_adv, rtol=rtol)
         else:
             _, x_b = yield from bisect(tracker, point_at, 0.0, hi, tol=tol, x_hi=x_adv, rtol=rtol)
-        return x_b, distance(x_b, x0, self.norm)
+        return x_b, distance(x_b, x0, self.norm), full
 
     # -- main loop --------------------------------------------------------------------
 
     def _search(
         self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
     ) -> Generator[Points, Answers, None]:
+        """The attack; with ``report="last"`` each new boundary point is reported
+        (:meth:`Tracker.report`), so the outcome is the last iterate, as the reference returns it."""
+        last: list = []
+        try:
+            yield from self._walk(x0, tracker, rng, x_init, last)
+        finally:
+            if self.report == "last" and last:
+                tracker.report(last[-1])
+
+    def _walk(self, x0, tracker, rng, x_init, last: list) -> Generator[Points, Answers, None]:
+        """The attack; ``last`` gets every boundary point in turn (the last iterate is ``last[-1]``)."""
         shape = x0.shape
         d = int(x0.size)
         theta = self.gamma / (d**1.5 if self.norm == "l2" else float(d) ** 2)
@@ -212,12 +265,15 @@ class HSJA(Attack):
             x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
             return
-        x_b, dist = yield from self._to_boundary(tracker, x0, x_adv, theta, None, 0.1)
+        if self.search == "bisect":  # the reference's start: the blend to the noise, to 0.001
+            _, x_adv = yield from bisect(tracker, blend(x0, x_adv), 0.0, 1.0, tol=1e-3, x_hi=x_adv)
+        x_b, dist, dist_before = yield from self._to_boundary(tracker, x0, x_adv, theta, None, 0.1)
         if dist == 0.0:
             return
+        last.append(x_b)
 
         ratio = self.subspace
-        draw_probes = unit_probes(shape, rng, self.orthogonal, ratio)
+        draw_probes = self._probes(shape, rng, ratio)
         acc = np.zeros(d, dtype=np.float64)
         overhead = 20  # queries per iteration outside the probes (step + bisection), measured below
         rel = 0.1
@@ -225,12 +281,13 @@ class HSJA(Attack):
         while tracker.remaining > 0:
             spent_before = tracker.spent
             # 1. gradient-direction estimate at x_b, one batch
+            ref = dist_before if self.delta_from == "before" else dist
             if t == 1:
                 delta = 0.1
             elif self.norm == "l2":
-                delta = math.sqrt(d) * theta * dist
+                delta = math.sqrt(d) * theta * ref
             else:
-                delta = d * theta * dist
+                delta = d * theta * ref
             delta = max(delta, 1e-12)
             n_t = int(min(self.init_num_evals * math.sqrt(t), self.max_num_evals))
             if self.fit_budget:
@@ -243,7 +300,7 @@ class HSJA(Attack):
                 grown = min(1.0, self.subspace * (1.0 + self.subspace_growth) ** (t - 1))
                 if grown != ratio:
                     ratio = grown
-                    draw_probes = unit_probes(shape, rng, self.orthogonal, ratio)
+                    draw_probes = self._probes(shape, rng, ratio)
             pts = draw_probes(n_t)  # unit directions
             pts *= np.float32(delta)
             pts += x_b[None]
@@ -294,9 +351,10 @@ class HSJA(Attack):
                 eps /= 2.0
             if x_new is not None:
                 # 3. back to the boundary
-                x_b2, dist2 = yield from self._to_boundary(tracker, x0, x_new, theta, dist, rel)
+                x_b2, dist2, before2 = yield from self._to_boundary(tracker, x0, x_new, theta, dist, rel)
                 if dist2 > 0.0:
                     rel = min(max(abs(dist - dist2) / dist, 1e-4), 0.5)
-                    x_b, dist = x_b2, dist2
+                    x_b, dist, dist_before = x_b2, dist2, before2
+                    last.append(x_b)
             overhead = max(tracker.spent - spent_before - n_t, 1)
             t += 1

@@ -6,22 +6,29 @@ User options (``--attack-option hsja.memory=0``) are applied on top of the prese
 
 * ``probe`` (default): each class's defaults, and a 15% confirmation reserve under
   randomized smoothing.
-* ``paper``: the reference settings.
-  HSJA (Chen, Jordan, Wainwright 2020, the authors' code): a fresh gradient estimate at
-  every iteration (``memory=0``), i.i.d. Gaussian probes, the geometric step
-  ``eps = dist / sqrt(t)`` halved until adversarial, no fitting of the last iteration to
-  the budget. SurFree (Maho, Furon, Le Merrer 2021, the official ``config_example.json``):
-  10 bisection steps on the angle (``BS_gamma`` 0.01), ``theta_max`` 30 degrees,
-  ``rho`` 0.98, ``T`` 3, 100 orthogonalised directions of random {-1, 0, +1} DCT
-  coefficients in the frequency range [0, 0.5], constant weighting, no interpolation.
-  RayS (Chen, Gu 2020): the paper's hierarchical sign search (the class defaults).
-  CGBA (Reza, Rahmati, Wu, Dai 2023, the authors' code): N0 = 30 probes times sqrt(t),
-  the DCT subspace of dimension reduction factor 4 (``subspace`` 0.25, at least 16 a
-  side here), fresh plain-mean normal estimates, the angle bisection from alpha = 0, the
-  stop at 1e-4 or 100 queries (relative to the distance here: the paper's is absolute, in
-  normalized pixels) and probes of 1e-3 of the distance (the paper's sigma = 2e-4 per
-  normalized coefficient, about 1e-3 of a typical ImageNet distance). PSJ: the class
-  defaults (no published preset is reproduced). No confirmation phase.
+* ``paper``: the attacks as published, read off the authors' code (each rule that differs
+  from probe's is a named option of the class; docs/reproduction.md measures each).
+  HSJA (Chen, Jordan, Wainwright 2020; Jianbo-Lab/HSJA): a fresh gradient estimate at every
+  iteration (``memory=0``), i.i.d. Gaussian probes (uniform ones in Linf), 100 sqrt(t) of
+  them, the geometric step ``eps = dist / sqrt(t)`` halved until adversarial, every boundary
+  search a bisection of the blend factor from 0 down to an absolute theta (the start's blend
+  to 0.001 first), delta from the distance before the search (``dist_post_update``), the
+  last iterate reported. SurFree (Maho, Furon, Le Merrer 2021; t-maho/SurFree at c9920f2,
+  HEAD, its ``config_example.json`` and ``surfree.py``): theta_max 30 degrees, rho 0.98,
+  T 1, BS_gamma 0.01, BS_max_iteration 10, ternary DCT directions on the low half of the
+  zig-zag order (constant weighting), Gram-Schmidt against the first direction and the last
+  10 draws, the angle bisection stopped on |cos(upper) - cos(lower)| <= 0.01 with the
+  opposite-angle check, no cap on theta_max, the start 0.5 N(0, I) then a boosted line
+  search, and a final boosted line search. RayS (Chen, Gu 2020; uclaml/RayS): the block
+  search from s = all +1 whose first attempt is the all -1 flip, bisections from 0 to 1e-3
+  along the unit sign vector. CGBA (Reza, Rahmati, Wu, Dai 2023; Farhamdur/CGBA): N0 = 30
+  probes times sqrt(t) of random length sigma N(0, I_k) (sigma 4.5e-5: the code's 2e-4 per
+  normalised coefficient times ImageNet's std), the DCT subspace of dimension reduction
+  factor 4 (``subspace`` 0.25, at least 16 a side here), fresh plain-mean normal estimates,
+  the angle bisection from alpha = 0, the stop at 1e-4 (relative to the distance here) or
+  100 queries, the start x0 + k 0.02 N(0, I). PopSkipJump (Simon-Gabriel, Sheikh, Krause
+  2021; cjsg/PopSkipJump): the class itself. PSJ: probe's own (the class defaults). No
+  confirmation phase.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from typing import Any
 from probe.errors import ProbeError
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "probe": {"hsja": {}, "surfree": {}, "rays": {}, "cgba": {}, "psj": {}},
+    "probe": {"hsja": {}, "surfree": {}, "rays": {}, "cgba": {}, "psj": {}, "popskipjump": {}},
     "paper": {
         "hsja": {
             "memory": 0.0,
@@ -45,12 +52,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "init_num_evals": 100,
             "subspace": 1.0,
             "subspace_growth": 0.0,
+            "search": "bisect",
+            "delta_from": "before",
+            "report": "last",
+            "linf_probes": "uniform",
+            "max_init_tries": 10000,
+            "max_halvings": 10000,
         },
-        "surfree": {
+        "surfree": {  # t-maho/SurFree at c9920f2 (HEAD): config_example.json and surfree.py
             "theta_max": 30.0,
             "rho": 0.98,
-            "T": 3,
-            "n_ortho": 100,
+            "T": 1,
+            "n_ortho": 10,
             "bs_gamma": 0.01,
             "bs_max_iter": 10,
             "freq_ratio": 0.5,
@@ -58,8 +71,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "band": "low",
             "directions": "ternary",
             "interpolation": False,
+            "bs_rule": "cos",
+            "opposite": True,
+            "final_search": True,
+            "max_angle": 180.0,
+            "ortho": "first",
+            "start": "official",
+            "max_init_tries": 10000,
         },
-        "rays": {},
+        "rays": {"search": "bisect", "tol": 0.001, "start": "official"},  # uclaml/RayS, RayS_Single.py
         "cgba": {
             "init_num_evals": 30,
             "subspace": 0.25,
@@ -70,8 +90,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "tol": 1e-4,
             "max_steps": 100,
             "delta": 0.001,
+            "start": "ramp",  # Farhamdur/CGBA: x0 + k 0.02 N(0, I) until adversarial
+            "init_scale": 0.02,
+            "sigma": 4.5e-5,  # the official 2e-4 per normalised coefficient, times ImageNet's std 0.226
+            "max_init_tries": 10000,
         },
         "psj": {},
+        "popskipjump": {},  # the class is the published attack (cjsg/PopSkipJump)
     },
 }
 

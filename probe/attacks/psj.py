@@ -1,8 +1,12 @@
-"""PopSkipJump (Simon-Gabriel, Sheikh, Krause, ICML 2021): HSJA for a noisy oracle, framework-free.
+"""PSJ: probe's noise-aware HSJA, framework-free (NOT the published PopSkipJump).
 
 HSJA's walk along the boundary (:mod:`probe.attacks.hsja`) assumes that every answer is
 true. Against a randomized defense the boundary is a band: near it the answers are
-coin flips. PopSkipJump keeps HSJA's iteration and changes what the noise breaks:
+coin flips. PSJ keeps HSJA's iteration and changes what the noise breaks, borrowing the
+idea of a Bayesian boundary search from PopSkipJump (Simon-Gabriel, Sheikh, Krause, ICML
+2021); everything else is probe's own. The published attack (its step dist / sqrt(t)
+without halving, its x1.5 move away from x0, its info-max search with its stopping rule and
+its cosine-matched probe counts) is :class:`~probe.attacks.popskipjump.PopSkipJump`.
 
 1. every boundary search is the Bayesian info-max bisection of
    :mod:`probe.attacks.noisy_search` under a logistic noisy-answer likelihood whose band
@@ -17,8 +21,8 @@ coin flips. PopSkipJump keeps HSJA's iteration and changes what the noise breaks
    random), the probes are drawn in a small, fixed low-frequency subspace
    (``noise_subspace``, k dimensions) and
    ``delta = max(noise_delta * s, min(noise_delta * s * sqrt(k), noise_radius * dist))``
-   (PopSkipJump's own probes are about 0.2 dist long: longer ones average the boundary
-   over a region as wide as the distance itself);
+   (the published PopSkipJump's probes are dist sqrt(d) / grid_size long, about 0.2 dist
+   on CIFAR-10: longer ones average the boundary over a region as wide as the distance);
 3. the number of probes grows with the measured noise: HSJA's ``init_num_evals sqrt(t)``
    times ``min(max_noise_factor, 1 + s / (0.01 dist))``: the wider the band, the more
    often a probe's answer is wrong.
@@ -58,11 +62,14 @@ RESOLUTION = 0.01  # a fitted band narrower than this share of the distance coun
 
 
 class PSJ(Attack):
-    """PopSkipJump, from "PopSkipJump: Decision-Based Attack for Probabilistic Classifiers"
-    (Carl-Johann Simon-Gabriel, Noman Ahmed Sheikh, Andreas Krause; ICML 2021).
+    """PSJ, probe's noise-aware variant of the attack from "HopSkipJumpAttack: A
+    Query-Efficient Decision-Based Attack" (Jianbo Chen, Michael I. Jordan, Martin J.
+    Wainwright; IEEE S&P 2020).
 
-    HSJA with noise-aware boundary searches, probe sizes and probe counts; untargeted (or
-    targeted through ``x_init``); see the module notes.
+    HSJA's "sum" step with memory and halving, with noise-aware boundary searches (the idea of
+    PopSkipJump, Simon-Gabriel et al., ICML 2021), probe sizes and probe counts of probe's own;
+    untargeted (or targeted through ``x_init``); see the module notes. The published
+    PopSkipJump is :class:`~probe.attacks.popskipjump.PopSkipJump`.
 
     Distance measure: L2
 

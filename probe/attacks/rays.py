@@ -51,6 +51,15 @@ class RayS(Attack):
             all -1 gives an adversarial ray. (Default: 20)
         bisection (str): "plain" (the deterministic bisection) or "bayes" (the noise-aware
             info-max search of :mod:`probe.attacks.noisy_search`). (Default: 'plain')
+        search (str): "gallop" (down from the current best radius, to a relative rtol) or
+            "bisect" (the official code: from 0, down to an absolute tol on the radius along
+            the unit sign vector s / ||s||_2, i.e. tol / sqrt(d) in Linf). (Default: 'gallop')
+        tol (float): > 0, the absolute tolerance of ``search="bisect"``. (Default: 0.001)
+        start (str): "probe" (all +1, then all -1, then random signs, each with a line search
+            up to the largest useful radius) or "official" (no start of its own: the block
+            search begins at once, its first attempt the level-0 flip, all -1, and any attempt
+            made before a first success is line searched at Linf radii 1, 2, ..., line_steps,
+            as the official code; the levels then grow without a reset). (Default: 'probe')
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (any shape works).
@@ -72,7 +81,7 @@ class RayS(Attack):
         >>> bool(optimum <= outcome.distance <= 1.05 * optimum)
         True
         >>> RayS(rtol=0.01)
-        RayS(norm='linf', rtol=0.01, line_steps=10, max_init_tries=20, bisection='plain')
+        RayS(norm='linf', rtol=0.01, line_steps=10, max_init_tries=20, bisection='plain', search='gallop', tol=0.001, start='probe')
     """
 
     name = "rays"
@@ -86,19 +95,25 @@ class RayS(Attack):
         line_steps: int = 10,
         max_init_tries: int = 20,
         bisection: str = "plain",
+        search: str = "gallop",
+        tol: float = 1e-3,
+        start: str = "probe",
     ) -> None:
         self.norm = self._check_norm(norm)
         self.rtol = check_real("rtol", rtol, 0.0, 1.0, low_closed=False, high_closed=False)
         self.line_steps = check_int("line_steps", line_steps, 1)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 0)
         self.bisection = check_choice("bisection", bisection, BISECTIONS)
+        self.search = check_choice("search", search, ("gallop", "bisect"))
+        self.tol = check_real("tol", tol, 0.0, None, low_closed=False)
+        self.start = check_choice("start", start, ("probe", "official"))
 
     def _search(
         self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
     ) -> Generator[Points, Answers, None]:
         shape = x0.shape
         d = int(x0.size)
-        _, gallop_down = bisections(self.bisection)
+        bisect, gallop_down = bisections(self.bisection)
         flat0 = x0.ravel()
         # the largest useful radius: beyond it every coordinate is clipped
         r_max = float(max(flat0.max(), 1.0 - flat0.min(), 1e-6))
@@ -111,6 +126,9 @@ class RayS(Attack):
 
         def radius(s: np.ndarray, hi: float, step: float, x_hi: np.ndarray | None = None):
             """Boundary radius of direction s below the adversarial radius hi."""
+            if self.search == "bisect":  # from 0, to tol along the unit vector s / sqrt(d)
+                tol = self.tol / math.sqrt(d)
+                return (yield from bisect(tracker, ray(s), 0.0, hi, tol=tol, x_hi=x_hi, max_steps=200))
             return (
                 yield from gallop_down(
                     tracker, ray(s), hi, step=step, tol=0.0, x_hi=x_hi, rtol=self.rtol, max_steps=64
@@ -131,6 +149,9 @@ class RayS(Attack):
         start = yield from check_start(tracker, x0, x_init)
         if start is not None:
             s_best, r_best = yield from from_point(start)
+        if s_best is None and self.start == "official":
+            yield from self._official(tracker, d, ray, radius)
+            return
         if s_best is None:
             candidates = [np.ones(d, np.float32), -np.ones(d, np.float32)]
             for i in range(2 + self.max_init_tries):
@@ -169,3 +190,29 @@ class RayS(Attack):
             if block >= n_blocks or hi >= d:
                 block = 0
                 level = 0 if size <= 1 else level + 1
+
+    def _official(self, tracker: Tracker, d: int, ray, radius) -> Generator[Points, Answers, None]:
+        """The official code's loop from s = all +1 and no radius: attempt k flips block k of
+        the current level (the first, all -1); before a first success each attempt is line
+        searched at Linf radii 1..line_steps (all clipped to one corner), after it asked at the
+        best radius; the levels grow without a reset (blocks of one coordinate, cycled)."""
+        s_best, r_best = np.ones(d, np.float32), math.inf
+        level, block = 0, 0
+        while tracker.remaining > 0:
+            size = max(-(-d // (1 << level)), 1)
+            lo, hi = block * size, min((block + 1) * size, d)
+            attempt = s_best.copy()
+            attempt[lo:hi] *= -1.0
+            if math.isinf(r_best):
+                for k in range(1, self.line_steps + 1):
+                    if (yield from tracker.is_adversarial(ray(attempt)(float(k)))):
+                        r_best, _ = yield from radius(attempt, float(k), 0.5)
+                        s_best = attempt
+                        break
+            elif (yield from tracker.is_adversarial(ray(attempt)(r_best))):
+                r_new, _ = yield from radius(attempt, r_best, 0.1 * r_best)
+                if r_new < r_best:
+                    s_best, r_best = attempt, r_new
+            block += 1
+            if block == (1 << level) or hi == d:
+                level, block = level + 1, 0

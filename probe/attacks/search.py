@@ -137,22 +137,29 @@ def noise_init(
     kind: str = "uniform",
     scale: float = 0.5,
     max_tries: int = 100,
+    growth: float = 1.5,
 ) -> Generator[Points, Answers, "np.ndarray | None"]:
     """Random starting points, one query each, until one is adversarial (at most ``max_tries``).
 
     kind="uniform": uniform random images in [0, 1]^d (HSJA).
-    kind="gaussian": ``clip(x0 + scale N(0, I))`` (SurFree); the scale grows by 1.5x
-    every 10 failures so that a robust point still gets a chance.
+    kind="gaussian": ``clip(x0 + scale N(0, I))`` (SurFree); the scale grows by ``growth``
+    every 10 failures so that a robust point still gets a chance (1: a fixed scale, the
+    official SurFree code).
+    kind="ramp": ``clip(x0 + k scale N(0, I))`` at the k-th try, k = 1, 2, ... (the official
+    CGBA code, scale 0.02).
     Returns the first adversarial point, or None.
     """
-    check_choice("kind", kind, ("uniform", "gaussian"))
+    check_choice("kind", kind, ("uniform", "gaussian", "ramp"))
     s = float(scale)
     for i in range(max_tries):
         if kind == "uniform":
             x = rng.random(x0.shape, dtype=np.float32)
+        elif kind == "ramp":
+            noise = rng.standard_normal(x0.shape, dtype=np.float32)
+            x = np.clip(x0 + np.float32((i + 1) * s) * noise, 0.0, 1.0)
         else:  # "gaussian"
             if i and i % 10 == 0:
-                s *= 1.5
+                s *= growth
             x = np.clip(x0 + np.float32(s) * rng.standard_normal(x0.shape, dtype=np.float32), 0.0, 1.0)
         if (yield from tracker.is_adversarial(x)):
             return x

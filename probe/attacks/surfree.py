@@ -22,7 +22,9 @@ random 2-D planes and keeps the rotations that stay adversarial and get closer.
    (every z(theta) is closer than x_b by the factor cos(theta)). On failure theta_max
    *= rho and a new direction is drawn; on success theta_max /= rho.
 4. Bisection of the angle between the adversarial angle found and the next larger one
-   (at most ``bs_max_iter`` steps, down to a relative width ``bs_gamma``).
+   (at most ``bs_max_iter`` steps, down to a relative width ``bs_gamma``; ``bs_rule="cos"``,
+   ``opposite``, ``final_search``, ``ortho="first"``, ``start="official"``: the official
+   code's rules, :mod:`probe.attacks.official`, the ``paper`` preset).
 5. Optional interpolation (the paper's step, in radians, with a re-check): the boundary
    distance r(psi) along rays of the plane is known at psi = 0 and at the bisected
    angle (on the circle), and measured at a third angle by a boundary search; a
@@ -56,13 +58,17 @@ from typing import Generator
 import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
-from probe.attacks.directions import BandBasis, PastDirections, band_bases
+from probe.attacks.directions import AnchoredDirections, BandBasis, PastDirections, band_bases
 from probe.attacks.directions import zigzag_mask as zigzag_mask  # re-exported
 from probe.attacks.noisy_search import BISECTIONS, bisections
-from probe.attacks.search import blend, check_start, corner_start, gallop_down, noise_init
+from probe.attacks.official import angle_bisection, boosted_search
+from probe.attacks.search import blend, check_start, corner_start, gallop_down, noise_init, unit
 from probe.validate import check_choice, check_int, check_real
 
 BANDS = ("low", "full", "adaptive")
+BS_RULES = ("width", "cos")
+ORTHO = ("current", "first")
+STARTS = ("probe", "official")
 WEIGHTINGS = ("constant", "tanh")
 DIRECTIONS = ("orthogonal", "ternary")
 
@@ -110,6 +116,23 @@ class SurFree(Attack):
             (Default: 0.0001)
         bisection (str): "plain" (the deterministic bisections) or "bayes" (the noise-aware
             info-max search of :mod:`probe.attacks.noisy_search`). (Default: 'plain')
+        bs_rule (str): "width" (the bracket [theta, theta_max (k + 1) / T] bisected down to a
+            width of bs_gamma * theta) or "cos" (the official code: the bracket [theta, theta +
+            theta_max / T], theta_max already updated, bisected until |cos(upper) - cos(lower)|
+            <= bs_gamma). (Default: 'width')
+        opposite (bool): at each angle-bisection step also ask the opposite angle -mid (the
+            official code, while the opposite side keeps answering True). (Default: False)
+        final_search (bool): keep 1 + bs_max_iter queries for a last boosted line search
+            toward x0 (one query at 0.2 x0 + 0.8 x_b, then bs_max_iter bisection steps).
+            (Default: False)
+        max_angle (float): in (0, 180], the cap on theta_max in degrees (the official code has
+            none: 180). (Default: 81.0)
+        ortho (str): "current" (a new direction is made orthogonal to the current direction u)
+            or "first" (the official code: to the start's direction and the last n_ortho
+            draws, ternary draws only). (Default: 'current')
+        start (str): "probe" (noise of growing scale, then corner starts, then a bisection to
+            init_tol) or "official" (0.5 N(0, I) noise of fixed scale until adversarial, then
+            the boosted line search of final_search). (Default: 'probe')
 
     Shape:
         - x0: (C, H, W), float32 in [0, 1] (other shapes are searched as (1, 1, d)).
@@ -156,6 +179,12 @@ class SurFree(Attack):
         max_init_tries: int = 100,
         init_tol: float = 1e-4,
         bisection: str = "plain",
+        bs_rule: str = "width",
+        opposite: bool = False,
+        final_search: bool = False,
+        max_angle: float = 81.0,
+        ortho: str = "current",
+        start: str = "probe",
     ) -> None:
         self.norm = self._check_norm(norm)
         self.theta_max = check_real("theta_max", theta_max, 0.0, 90.0, low_closed=False, high_closed=False)
@@ -173,6 +202,12 @@ class SurFree(Attack):
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 1)
         self.init_tol = check_real("init_tol", init_tol, 0.0, 1.0, low_closed=False)
         self.bisection = check_choice("bisection", bisection, BISECTIONS)
+        self.bs_rule = check_choice("bs_rule", bs_rule, BS_RULES)
+        self.opposite = bool(opposite)
+        self.final_search = bool(final_search)
+        self.max_angle = check_real("max_angle", max_angle, 0.0, 180.0, low_closed=False)
+        self.ortho = check_choice("ortho", ortho, ORTHO)
+        self.start = check_choice("start", start, STARTS)
 
     # -- directions ---------------------------------------------------------------
 
@@ -185,33 +220,48 @@ class SurFree(Attack):
     def _search(
         self, x0: np.ndarray, tracker: Tracker, rng: np.random.Generator, x_init: np.ndarray | None
     ) -> Generator[Points, Answers, None]:
-        shape = x0.shape
         d = int(x0.size)
         bisect = bisections(self.bisection)[0]
-
+        official = self.start == "official"
         x_adv = yield from check_start(tracker, x0, x_init)
         if x_adv is None:
             x_adv = yield from noise_init(
-                tracker, x0, rng, kind="gaussian", scale=self.init_scale, max_tries=self.max_init_tries
+                tracker, x0, rng, kind="gaussian", scale=self.init_scale, max_tries=self.max_init_tries,
+                growth=1.0 if official else 1.5,
             )
         if x_adv is None:  # sign corners and strong noise, with what is left
             x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
         if x_adv is None:
             return
-        # boost: a blend 0.8 of the way is usually still adversarial; then bisect
-        _, x_b = yield from bisect(
-            tracker, blend(x0, x_adv), 0.0, 1.0, tol=0.0, guess=0.8, x_hi=x_adv, rtol=self.init_tol
-        )
-        x0f = x0.ravel()
+        if official:
+            x_b = yield from boosted_search(tracker, x0, x_adv, self.bs_gamma, self.bs_max_iter)
+        else:  # boost: a blend 0.8 of the way is usually still adversarial; then bisect
+            _, x_b = yield from bisect(
+                tracker, blend(x0, x_adv), 0.0, 1.0, tol=0.0, guess=0.8, x_hi=x_adv, rtol=self.init_tol
+            )
         bases = self._bases(x0)
         theta_max = math.radians(self.theta_max)
-        past = PastDirections(self.n_ortho if self.directions == "ternary" else 0, d)
+        cap = math.radians(self.max_angle)
+        if self.ortho == "first" and self.directions == "ternary":
+            past = AnchoredDirections(self.n_ortho, unit(x_b - x0))
+        else:
+            past = PastDirections(self.n_ortho if self.directions == "ternary" else 0, d)
+        reserve = 1 + self.bs_max_iter if self.final_search else 0
+        yield from self._walk(tracker, x0, x_b, rng, bases, theta_max, cap, past, reserve)
+        if self.final_search and tracker.best is not None:  # on the queries kept for it
+            yield from boosted_search(tracker, x0, tracker.best, self.bs_gamma, self.bs_max_iter)
+
+    def _walk(self, tracker, x0, x_b, rng, bases, theta_max, cap, past, reserve):
+        """The rotations (steps 2 to 5 of the module notes) while more than ``reserve`` queries are left."""
+        shape, d = x0.shape, int(x0.size)
+        bisect = bisections(self.bisection)[0]
+        x0f = x0.ravel()
         # Thompson sampling between the bands: Beta(wins, losses) per band
         wins = np.ones(len(bases))
         losses = np.ones(len(bases))
         dry = 0
 
-        while tracker.remaining > 0:
+        while tracker.remaining > reserve:
             diff = x_b.ravel() - x0f
             D = math.sqrt(float(np.dot(diff, diff)))  # float32 BLAS: 1e-7 relative here
             if not np.isfinite(D) or D == 0.0:
@@ -256,10 +306,16 @@ class SurFree(Attack):
 
             # 3. bisection of the angle between th (adversarial) and the next larger one
             upper = min(theta_max * (k + 1) / self.T, 0.5 * math.pi * 0.999)
-            theta_max = min(theta_max / self.rho, 0.45 * math.pi)
+            theta_max = min(theta_max / self.rho, cap)
             lo_abs = abs(th)
             best_abs, x_b = lo_abs, x_th
-            if upper > lo_abs and self.bs_max_iter:
+            if self.bs_rule == "cos" and self.bs_max_iter:
+                best, x_b = yield from angle_bisection(
+                    tracker, z, th, theta_max / self.T, x_th, self.bs_gamma, self.bs_max_iter, self.opposite,
+                    search_up=abs(abs(th) - theta_max) < 1e-12,
+                )
+                best_abs, sgn = abs(best), (1.0 if best > 0 else -1.0)
+            elif upper > lo_abs and self.bs_max_iter:
                 # parameter a in [0, span]: a = 0 at the upper angle (believed non-adversarial)
                 a, x_b = yield from bisect(
                     tracker,
