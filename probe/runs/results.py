@@ -253,10 +253,13 @@ def load_results_dir(folder: Path) -> tuple[list[dict], dict[str, dict], list[di
 
 
 def record_config(record: dict) -> str:
-    """The configuration id of a record (records of `probe attack` get one from their parameters)."""
+    """The configuration id of a record (records of `probe attack` get one from their parameters).
+
+    The attack's norm is no part of it: the attacks of one run (HSJA in L2, RayS in Linf) are one
+    configuration, whose best-of-the-attacks robust accuracy covers them all."""
     if record.get("config"):
         return record["config"]
-    return config_id({k: record.get(k) for k in ("model", "sigma", "n", "pa", "budget", "norm", "seed")})
+    return config_id({k: record.get(k) for k in ("model", "sigma", "n", "pa", "budget", "seed")})
 
 
 def strip_timing(record: dict) -> dict:

@@ -17,8 +17,10 @@ Every figure and gate reads these numbers; nothing here draws or prints.
 
 from __future__ import annotations
 
+import json
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -90,6 +92,38 @@ def eps_label(norm: str, value: float) -> str:
     if norm == "linf" and abs(k - round(k)) < 1e-6 and round(k) > 0:
         return f"{round(k)}/255"
     return f"{value:g}"
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object file, {} when missing or unreadable."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def input_dimension(folder: Path, records: list[dict]) -> int | None:
+    """C x H x W of the model's input: from summary.json, else a saved adversarial's shape."""
+    summary = read_json(Path(folder) / "summary.json")
+    if summary.get("dimension"):
+        return int(summary["dimension"])
+    for rec in records:
+        path = Path(folder) / str(rec.get("adv_file") or "")
+        if rec.get("adv_file") and path.is_file():
+            return int(np.load(path, mmap_mode="r").size)
+    return None
+
+
+def folder_eps(folder: Path, records: list[dict], specs: list[str] | None = None) -> dict[str, list[float]]:
+    """The table's eps of a results folder: ``specs`` (``--eps``) when given, else those of the run
+    (summary.json), else the defaults for its input size."""
+    if specs:
+        return parse_eps(specs, input_dimension(folder, records))
+    stored = read_json(Path(folder) / "summary.json").get("eps")
+    if isinstance(stored, dict) and any(k in NORMS for k in stored):
+        return {k: [float(v) for v in vals] for k, vals in stored.items() if k in NORMS}
+    return default_eps(input_dimension(folder, records))
 
 
 # --------------------------------------------------------------------------- records
