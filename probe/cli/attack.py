@@ -179,12 +179,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     names = config.attacks
     done = {(r["image"], r["attack"]) for r in kept}
     todo = len(data) * len(names) - len(done)
-    err.print(
-        f"{len(data)} images x {len(names)} attacks ({todo} jobs to run), up to {config.budget} queries each: "
-        f"at most {todo * config.budget * classifier.n:,} model inferences ({classifier.n} per query)"
-        + ("" if out_dir is not None else "; results are not kept (no --out)"),
-        highlight=False,
-    )
+    _say_cost(classifier, data, config, todo, out_dir)
     writer = ResultsWriter(out_dir / RESULTS) if out_dir is not None else None
     index = {name: i for i, name in enumerate(data.ids)}
     columns = (
@@ -207,6 +202,9 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         }  # fmt: skip
         spent = {name: 0 for name in names}
         seen: dict[int, int] = {}
+        # all queries of the jobs to run: its time remaining is there within the first rounds
+        overall = bar.add_task("all", total=max(todo, 1) * config.budget, queries="", l2="-")
+        counted: dict[int, int] = {}
 
         def on_record(rec: dict, job) -> None:
             if out_dir is not None and rec["l2"] is not None:
@@ -220,11 +218,18 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
                 writer.write(rec)
             wins = [r["l2"] for r in records if r["attack"] == rec["attack"] and r["success"]]
             bar.update(tasks[rec["attack"]], advance=1, l2=f"{np.median(wins):.3f}" if wins else "-")
+            if job is None:  # a skipped image: its budget is done
+                bar.update(overall, advance=config.budget)
+            else:  # what the job did not spend is done too
+                bar.update(overall, advance=max(0, config.budget - counted.get(id(job), 0)))
+                counted[id(job)] = config.budget
 
         def on_round(jobs) -> None:
             for job in jobs:
                 name = job.meta["attack"]
                 spent[name] += job.oracle.queries - seen.get(id(job), 0)
+                bar.update(overall, advance=max(0, job.oracle.queries - counted.get(id(job), 0)))
+                counted[id(job)] = max(counted.get(id(job), 0), job.oracle.queries)
                 seen[id(job)] = job.oracle.queries
             for name in {job.meta["attack"] for job in jobs}:
                 bar.update(tasks[name], queries=spent[name])
@@ -287,9 +292,37 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         paths = build_report(out_dir)  # its eps: those of summary.json
         err.print(f"wrote {escape(paths['markdown'])} and {escape(paths['html'])}")
     if interrupted:
-        where = f" in {out_dir}" if out_dir else ""
-        err.print(f"[yellow]interrupted:[/] kept {len(records)} finished results{escape(where)}")
+        if out_dir is None:
+            err.print("[yellow]interrupted:[/] nothing kept (no --out): run with --out DIR to keep results as they "
+                      "finish", highlight=False)
+        elif records:
+            err.print(f"[yellow]interrupted:[/] kept {len(records)} finished results in {escape(out_dir)}; "
+                      "the same command with --resume continues")
+        else:
+            err.print(f"[yellow]interrupted:[/] no result had finished: nothing kept in {escape(out_dir)}")
         raise typer.Exit(130)
+
+
+def _say_cost(classifier, data, config, todo: int, out_dir: Path | None) -> None:
+    """The first line: jobs, a true upper bound on inferences and the time it could take."""
+    from probe.runs.cost import duration, inference_bound, inference_rate
+
+    bound = inference_bound(images=len(data), jobs=todo, n=classifier.n, budget=config.budget,
+                            p_adv_samples=config.p_adv_samples, sigma=classifier.sigma,
+                            certify_n0=config.certify_n0, certify_n=config.certify_n)  # fmt: skip
+    rate = inference_rate(classifier.runtime, data.x[0]) if todo else None
+    eta = bound / rate if rate else None
+    err.print(
+        f"{len(data)} images x {len(config.attacks)} attacks ({todo} jobs to run), up to {config.budget} queries "
+        f"each: at most {bound:,} model inferences ({classifier.n} per query, with the verdicts"
+        + (" and CERTIFY)" if classifier.sigma > 0 and config.certify_n else ")")
+        + (f", up to {duration(eta)} at {rate:,.0f} inferences/s" if eta is not None else "")
+        + ("" if out_dir is not None else "; results are not kept (no --out)"),
+        highlight=False,
+    )
+    if out_dir is None and eta is not None and eta > 600:
+        err.print(f"[yellow]note:[/] this may take {duration(eta)} and nothing will be kept: add --out DIR to keep each "
+                  "result as it finishes (and --resume to continue after an interruption)", highlight=False)
 
 
 def _save_original(out_dir: Path, image: str, x0: np.ndarray) -> None:

@@ -152,7 +152,8 @@ def print_attack_summary(summary: dict) -> None:
                          for n, points in table_ra.items() for e, v in sorted(points.items(), key=lambda kv: float(kv[0])))
         out.print(f"robust accuracy, best of the attacks: {escape(best)}", highlight=False, soft_wrap=True)
     out.print(
-        f"clean accuracy of the defended model: {fmt(acc)}  |  {summary['inferences']:,} model inferences "
+        f"defended accuracy (mean share of fresh votes that give the true label): {fmt(acc)}  |  "
+        f"{summary['inferences']:,} model inferences "
         f"in {summary['seconds']} s on {', '.join(summary['providers'])}", highlight=False,
     )
     if summary.get("headline"):

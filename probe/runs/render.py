@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 
@@ -60,23 +61,28 @@ def _png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+_NUMBER = re.compile(r"^[-+]?[\d.,]+(%| s|x)?( \[|\n|/| |$)")
+
+
 def _html_cell(cell) -> str:
     if isinstance(cell, dict):
         pics = "".join(f"<figure class='thumb'><img alt='{html.escape(c)}' src='{_png(p)}'>"
                        f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, p in cell.get("thumbs", []))
         text = "<br>".join(html.escape(t) for t in cell.get("text", "").split("\n")) if cell.get("text") else ""
         return f"<td class='pics'>{pics}{'<div>' + text + '</div>' if text else ''}</td>"
-    return "<td>" + "<br>".join(html.escape(t) for t in str(cell).split("\n")) + "</td>"
+    text = str(cell)
+    numeric = _NUMBER.match(text) is not None
+    return ("<td class='num'>" if numeric else "<td>") + "<br>".join(html.escape(t) for t in text.split("\n")) + "</td>"
 
 
 CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}"
+    "body{font-family:system-ui,sans-serif;max-width:1340px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}"
     "table{border-collapse:collapse;margin:1em 0;font-size:0.88em}"
-    "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}th{background:#f3f3f3}"
-    "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{font-style:italic;font-size:0.9em}"
+    "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}td.num{text-align:right}th{background:#f3f3f3}"
+    "img{max-width:100%}figcaption{font-style:italic;font-size:0.9em}"
     ".headline{font-size:1.15em;border-left:5px solid #2a6;background:#f2faf5;padding:0.6em 1em;margin:1em 0}"
-    "td.pics{text-align:left;white-space:nowrap}figure.thumb{display:inline-block;margin:0 4px 0 0;text-align:center}"
-    "figure.thumb img{image-rendering:pixelated;width:96px;height:96px;border:1px solid #ddd}"
+    "td{white-space:nowrap}td.pics{text-align:left}figure.thumb{display:inline-block;margin:0 4px 0 0;text-align:center}"
+    "figure.thumb img{image-rendering:pixelated;width:84px;height:84px;border:1px solid #ddd}td.pics{min-width:276px}"
     "figure.thumb figcaption{font-size:0.75em;font-style:normal}"
 )
 

@@ -87,7 +87,7 @@ def _verdict_line(r: dict) -> str:
     if status in ("not found", "skipped"):
         return status
     interval = r.get("p_adv_interval")
-    p = "" if r.get("p_adv") is None else f" p_adv {r['p_adv']:.2f}" + (
+    p = "" if r.get("p_adv") is None else f", {r['p_adv']:.2f}" + (
         f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
     return status + p
 
@@ -120,12 +120,13 @@ def image_rows(folder: Path, recs: list[dict], tag: str, sources: list[str],
     out_dir = folder / "figures" / THUMBS
     model = (recs[0].get("model") if recs else None) or model
     name = class_namer(model)
-    headers = ["image", "original, adversarial, perturbation", "true / clean / adversarial class", "attack",
-               "L2 / Linf", "verdict (p_adv [interval])", "queries", "confirmed", "8-bit verdict"]
+    headers = ["image", "original, adversarial, perturbation", "classes", "attack",
+               "L2 / Linf", "verdict, p_adv [interval]", "queries", "confirmed", "8-bit verdict"]
     rows = []
     position = {name: i for i, name in enumerate(order or [])}
     for image in sorted(dict.fromkeys(r["image"] for r in recs), key=lambda k: position.get(k, len(position))):
-        mine = [r for r in recs if r["image"] == image]
+        order = robust.attacks_of(recs)
+        mine = sorted((r for r in recs if r["image"] == image), key=lambda r: order.index(r["attack"]))
         best = _best(mine)
         cell: dict = {"thumbs": [], "text": ""}
         if best is not None and best.get("adv_file") and (folder / best["adv_file"]).is_file():
@@ -150,7 +151,8 @@ def image_rows(folder: Path, recs: list[dict], tag: str, sources: list[str],
             cell["text"] = "no saved adversarial (run with --out)"
         first = mine[0]
         adv_label = best.get("adv_label", best.get("adversarial_label")) if best else None
-        classes = f"{name(first.get('label'))} / {name(first.get('clean_label'))} / {name(adv_label)}"
+        classes = (f"true: {name(first.get('label'))}\nclean: {name(first.get('clean_label'))}\n"
+                   f"adversarial: {name(adv_label)}")
         lines = [[robust.attack_names([r["attack"]]),
                   "-" if r.get("l2") is None else f"{r['l2']:.3f} / {r['linf']:.4f}",
                   _verdict_line(r), "-" if r.get("skipped") else f"{r.get('queries', 0):,}",
@@ -260,10 +262,10 @@ GLOSSARY = [
     "and for which no attack found an adversarial within distance eps. Misclassified images count as "
     "not robust. It can only go down as attacks improve: it is an upper bound on the true robust accuracy.",
     "**p_adv** (eq. 4): the probability that g(sigma, n) answers another class than the original's at the "
-    "adversarial point, estimated from fresh noisy evaluations the attacker did not pay for, with a 95% "
-    "interval (Clopper-Pearson).",
-    "**P_a**: the level p_adv must reach. The verdict is *adversarial* when the whole interval lies at or "
-    "above P_a, *not adversarial* when it lies below, *undecided* otherwise (shown as a band).",
+    "adversarial point, estimated from fresh noisy evaluations the attacker did not pay for, with a Clopper-Pearson "
+    "interval (99% unless the run chose another confidence; a sequential test, eq. 4 as a test).",
+    "**P_a**: the level p_adv must reach. The verdict is 'adversarial' when the whole interval lies at or "
+    "above P_a, 'not adversarial' when it lies below, 'undecided' otherwise (shown as a band).",
     "**8-bit verdict**: the same test on the adversarial rounded to 8-bit pixels, as a PNG would deliver it.",
     "**Confirmed**: the attack's own final check of its point, when a confirmation phase ran.",
     "**Certified radius** (CERTIFY, Cohen et al.): a distance within which smoothing guarantees the class "

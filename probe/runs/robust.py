@@ -89,7 +89,7 @@ def eps_key(value: float) -> str:
 def eps_label(norm: str, value: float) -> str:
     """0.031372... in Linf -> '8/255'; else '%g'."""
     k = value * 255
-    if norm == "linf" and abs(k - round(k)) < 1e-6 and round(k) > 0:
+    if norm == "linf" and abs(k - round(k)) < 1e-4 and round(k) > 0:
         return f"{round(k)}/255"
     return f"{value:g}"
 
@@ -216,8 +216,13 @@ def robust_curve(images: list[dict], grid: np.ndarray) -> tuple[np.ndarray, np.n
     return low, high
 
 
+ORDER = ("hsja", "surfree", "rays", "cgba", "psj")
+
+
 def attacks_of(records: list[dict]) -> list[str]:
-    return list(dict.fromkeys(r["attack"] for r in records))
+    """The attacks of the records: the bundled ones in their usual order, then the others as met."""
+    names = list(dict.fromkeys(r["attack"] for r in records))
+    return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), names.index(n)))
 
 
 def robust_table(records: list[dict], eps: dict[str, list[float]]) -> dict:
