@@ -145,3 +145,35 @@ def test_baseline_keeps_robust_accuracy_and_a_drop_fails(folder, tmp_path, run_m
     assert failed == {("robust accuracy L2<=0.25", "best"), ("robust accuracy L2<=0.5", "best"),
                       ("robust accuracy L2<=1", "best"), ("median L2", "rays")}  # rays' median: 0.7 -> 0.6
     assert len({record_config(r) for r in records}) == 1  # HSJA (L2) and RayS (Linf) are one configuration
+
+
+def test_a_small_attack_run_writes_the_answer_and_its_report(tmp_path):
+    """`probe attack --out DIR --report --eps`: summary.json holds robust accuracy by norm and eps, equal to
+    what the records say; the inferences stay under the bound said first; the report shows the headline,
+    the figure and three pictures for each image with a saved adversarial."""
+    pytest.importorskip("matplotlib")
+    from probe.runs.cost import inference_bound
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["attack", "--model", "cifar10-cnn", "--limit", "3", "--attack", "hsja,rays",
+                                      "--sigma", "0", "--budget", "40", "--p-adv-samples", "10", "--out", str(out),
+                                      "--report", "--eps", "l2:1,2", "--eps", "linf:8/255"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    records = [json.loads(line) for line in (out / RESULTS).read_text().splitlines()]
+    assert set(summary["robust_accuracy"]) == {"l2", "linf"} and set(summary["robust_accuracy"]["l2"]) == {"1", "2"}
+    for key, eps in (("1", 1.0), ("2", 2.0)):
+        broken = {r["image"] for r in records if r["skipped"] or (r["success"] and r["l2"] <= eps)}
+        best = summary["robust_accuracy"]["l2"][key]["best"]
+        assert best["images"] == 3 and best["robust"] == 3 - len(broken)
+    bound = inference_bound(images=3, jobs=6, n=1, budget=40, p_adv_samples=10, sigma=0.0)
+    assert 0 < summary["inferences"] <= bound
+    assert f"at most {bound:,} model inferences" in result.output
+    md = (out / "report.md").read_text()
+    assert md.count("> **Against the best of HSJA and RayS with 40 queries each, the model (no smoothing) keeps ") == 1
+    assert "(figures/robust_accuracy_eps.png)" in md
+    page = (out / "report.html").read_text()
+    rows = re.findall(r"<tr><td>(cifar10_\S+?\.png)</td><td class='pics'>(.*?)</td>", page)
+    saved = {r["image"] for r in records if r.get("adv_file")}
+    assert len(rows) == 3 and saved
+    assert all(cell.count("<img ") == (3 if image in saved else 0) for image, cell in rows)
