@@ -173,6 +173,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     from probe.runs.campaign import attack_images, clean_labels
     from probe.runs.results import RESULTS, ResultsWriter, save_record_array, save_record_image, write_json
     from probe.runs.robust import default_eps
+    from probe.runs.sweep import versions
     from probe.runs.summary import summarize
 
     runtime = classifier.runtime
@@ -272,6 +273,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "skipped_reasons": _reasons(records),
         "endpoint_budget_spent": sum(1 for r in records if r.get("stopped") or r.get("verdict")),
         "dimension": int(np.prod(runtime.input_shape)),
+        "versions": versions(),
         **_answer(records, eps or default_eps(int(np.prod(runtime.input_shape)))),
         **summary_extra,
     }

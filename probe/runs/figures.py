@@ -109,7 +109,7 @@ def plot_distortion_accuracy(points: list[dict], path: Path) -> Path:
     "median_l2", "sigma", "n", "pa"}. One panel per attack, all on one y-scale; colour =
     sigma, marker = P_a, each mean annotated with n (or "no RS")."""
     plt = pyplot()
-    attacks = list(dict.fromkeys(p["attack"] for p in points))
+    attacks = robust.attacks_of(points)
     if not attacks:
         raise ProbeError("no results to plot")
     sigmas = sorted({p["sigma"] for p in points})
@@ -122,12 +122,12 @@ def plot_distortion_accuracy(points: list[dict], path: Path) -> Path:
     for ax, attack in zip(axes.flat, attacks):
         for p in (q for q in points if q["attack"] == attack and q["accuracy"] is not None):
             style = {"color": colors[p["sigma"]], "marker": markers[p["pa"]], "ms": 7, "ls": "none"}
+            if p["median_l2"] is not None:  # first: a mean on the same spot covers it
+                ax.plot(p["accuracy"], p["median_l2"], mfc="white", mew=1.5, **style)
             if p["mean_l2"] is not None:
                 ax.plot(p["accuracy"], p["mean_l2"], **style)
                 ax.annotate("no RS" if p["sigma"] == 0 else f"n={p['n']}", (p["accuracy"], p["mean_l2"]), fontsize=7,
                             xytext=(5, 3), textcoords="offset points")
-            if p["median_l2"] is not None:
-                ax.plot(p["accuracy"], p["median_l2"], mfc="white", mew=1.5, **style)
         ax.set_title(robust.attack_names([attack]))
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(attacks):]:
@@ -149,7 +149,7 @@ def plot_distortion_accuracy(points: list[dict], path: Path) -> Path:
 # --------------------------------------------------------------------------- robust accuracy
 
 
-STYLE_BEST = {"color": "k", "lw": 2.4}
+STYLE_BEST = {"color": "k", "lw": 4.5, "alpha": 0.4, "zorder": 2}  # under the attacks' lines, which stay visible
 
 
 def _attack_colors(plt, names: list[str]) -> dict:
@@ -206,7 +206,7 @@ def plot_robust_eps(curves: dict, labels: dict[str, str], path: Path) -> Path:
             for who, s in data["series"].items():
                 if who == robust.BEST and len(data["series"]) <= 2:
                     continue  # one attack: its curve is the best
-                style = STYLE_BEST if who == robust.BEST else {"color": colors[who], "lw": 1.4}
+                style = STYLE_BEST if who == robust.BEST else {"color": colors[who], "lw": 1.4, "zorder": 3}
                 ax.step(x, s["robust"], where="post", **style)
                 if s["robust_upper"] != s["robust"]:
                     ax.fill_between(x, s["robust"], s["robust_upper"], step="post", color=style["color"], alpha=0.15)
@@ -250,7 +250,7 @@ def plot_robust_queries(data: dict, labels: dict[str, str], path: Path) -> Path:
             curve = data[cid][norm]
             q = curve["queries"]
             for who, s in curve["attacks"].items():
-                style = STYLE_BEST if who == robust.BEST else {"color": colors[who], "lw": 1.4}
+                style = STYLE_BEST if who == robust.BEST else {"color": colors[who], "lw": 1.4, "zorder": 3}
                 if kind == "robust":
                     ax.step(q, s["robust"], where="post", **style)
                     if s["robust_upper"] != s["robust"]:

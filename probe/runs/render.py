@@ -71,8 +71,9 @@ def _html_cell(cell) -> str:
         text = "<br>".join(html.escape(t) for t in cell.get("text", "").split("\n")) if cell.get("text") else ""
         return f"<td class='pics'>{pics}{'<div>' + text + '</div>' if text else ''}</td>"
     text = str(cell)
-    numeric = _NUMBER.match(text) is not None
-    return ("<td class='num'>" if numeric else "<td>") + "<br>".join(html.escape(t) for t in text.split("\n")) + "</td>"
+    classes = (["num"] if _NUMBER.match(text) else []) + (["lines"] if "\n" in text else [])
+    opening = f"<td class='{' '.join(classes)}'>" if classes else "<td>"
+    return opening + "<br>".join(html.escape(t) for t in text.split("\n")) + "</td>"
 
 
 CSS = (
@@ -81,7 +82,7 @@ CSS = (
     "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}td.num{text-align:right}th{background:#f3f3f3}"
     "img{max-width:100%}figcaption{font-style:italic;font-size:0.9em}"
     ".headline{font-size:1.15em;border-left:5px solid #2a6;background:#f2faf5;padding:0.6em 1em;margin:1em 0}"
-    "td{white-space:nowrap}td.pics{text-align:left}figure.thumb{display:inline-block;margin:0 4px 0 0;text-align:center}"
+    "td.lines,td.pics{white-space:nowrap}td.pics{text-align:left}figure.thumb{display:inline-block;margin:0 4px 0 0;text-align:center}"
     "figure.thumb img{image-rendering:pixelated;width:84px;height:84px;border:1px solid #ddd}td.pics{min-width:276px}"
     "figure.thumb figcaption{font-size:0.75em;font-style:normal}"
 )

@@ -127,38 +127,38 @@ def answer_table(recs: list[dict], eps: dict[str, list[float]]) -> dict:
 
 
 def _figures(folder: Path, groups: dict, labels: dict, eps: dict, rows: list[dict], runs: dict):
-    """The report's figures (robust accuracy vs eps and vs queries, Fig. 5 with several sigma, Fig. 4)."""
+    """The report's figures (robust accuracy vs eps and vs queries, Fig. 5 with several sigma, Fig. 4),
+    as the items of its Figures section: ("figure", caption, path), or a sentence saying what is missing."""
     from probe.runs import figures as figs
 
     fig_dir = folder / FIGURES
-    made: list[tuple[str, Path]] = []
-    notes: list[str] = []
+    made: list = []
     try:
         figs.pyplot()
     except ProbeError as exc:
-        return [], [f"Figures omitted: {exc}."]
+        return [f"Figures omitted: {exc}."]
     fig_dir.mkdir(parents=True, exist_ok=True)
     curves = figs.robust_curves(groups, eps)
-    made.append(("Robust accuracy against eps, per attack and for the best of them (95% band)",
+    made.append(("figure", "Robust accuracy against eps, per attack and for the best of them (95% band)",
                  figs.plot_robust_eps(curves, labels, fig_dir / "robust_accuracy_eps.png")))
     with_traj = {cid: recs for cid, recs in groups.items() if robust.has_trajectory(recs)}
     if with_traj:
         data = {cid: {norm: robust.over_queries(recs, norm, eps[norm][0]) for norm in eps}
                 for cid, recs in with_traj.items()}
-        made.append(("Robust accuracy at the headline eps and median distortion against the queries spent",
+        made.append(("figure", "Robust accuracy at the headline eps and median distortion against the queries spent",
                      figs.plot_robust_queries(data, labels, fig_dir / "robust_accuracy_queries.png")))
     else:
-        notes.append("No robust-accuracy-vs-queries figure: the records hold no `trajectory` (older runs).")
+        made.append("No robust-accuracy-vs-queries figure: the records hold no `trajectory` (older runs).")
     if len({r["sigma"] for r in rows}) > 1:
         points = distortion_points(rows)
         if any(p["accuracy"] is not None and p["mean_l2"] is not None for p in points):
             path = figs.plot_distortion_accuracy(points, fig_dir / "distortion_accuracy.png")
             figs.write_json(path.with_suffix(".json"), {"figure": "distortion_accuracy", "points": points})
-            made.append(("Fig. 5: L2 distortion against the defended model's clean accuracy", path))
+            made.append(("figure", "Fig. 5: L2 distortion against the defended model's clean accuracy", path))
     if runs:
         path = figs.plot_certified_accuracy(list(runs.values()), fig_dir / "certified_accuracy.png")
-        made.append(("Fig. 4: certified accuracy (CERTIFY) per sigma", path))
-    return made, notes
+        made.append(("figure", "Fig. 4: certified accuracy (CERTIFY) per sigma", path))
+    return made
 
 
 def _results_table(rows: list[dict]) -> dict:
@@ -218,7 +218,7 @@ def build_report(folder: Path, title: str | None = None, eps_specs: list[str] | 
     labels = {r["config"]: r["label"] for r in rows}
     groups = robust.group_configs(records)
     runs = certification_runs(cert) if cert else {}
-    figures, notes = _figures(folder, groups, labels, eps, rows, runs)
+    fig_items = _figures(folder, groups, labels, eps, rows, runs)
     title = title or f"probe report: {status.get('name', folder.name)}"
     sources = [str(s) for s in ((status.get("source") or {}).get("images") or [])]
     if isinstance((status.get("source") or {}).get("images"), str):
@@ -233,7 +233,6 @@ def build_report(folder: Path, title: str | None = None, eps_specs: list[str] | 
     if status.get("status") and status["status"] != "finished":
         answer.append(f"Sweep status: **{status['status']}** (the tables hold the jobs finished so far).")
     sections: list[tuple[str, list]] = [("The answer", answer)]
-    fig_items: list = [("figure", caption, path) for caption, path in figures] + notes
     sections.append(("Figures", fig_items))
 
     counts: list = []
@@ -292,4 +291,4 @@ def build_report(folder: Path, title: str | None = None, eps_specs: list[str] | 
         html_path.write_text(render.page(title, sections), encoding="utf-8")
     except OSError as exc:
         raise ProbeError(f"cannot write the report in {folder}: {exc.strerror or exc}") from None
-    return {"markdown": md_path, "html": html_path, **{f"figure{i}": p for i, (_, p) in enumerate(figures)}}
+    return {"markdown": md_path, "html": html_path, **{f"figure{i}": item[2] for i, item in enumerate(i for i in fig_items if isinstance(i, tuple))}}
