@@ -177,3 +177,25 @@ def test_a_small_attack_run_writes_the_answer_and_its_report(tmp_path):
     saved = {r["image"] for r in records if r.get("adv_file")}
     assert len(rows) == 3 and saved
     assert all(cell.count("<img ") == (3 if image in saved else 0) for image, cell in rows)
+
+
+@pytest.mark.parametrize("command", [["report", "{folder}"], ["attack", "--model", "cifar10-cnn", "--limit", "1"]])
+@pytest.mark.parametrize("bad", ["l2", "l1:0.5", "l2:-0.5", "linf:8/0", "l2:half"])
+def test_a_bad_eps_is_one_error_line(folder, run_main, command, bad):
+    result = run_main(*[c.format(folder=folder) for c in command], "--eps", bad)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1 and "--eps" in result.stderr
+
+
+def test_the_compare_picture_is_labelled_and_large(tmp_path):
+    from PIL import Image
+
+    from probe.runs.results import save_adversarial
+
+    rng = np.random.default_rng(1)
+    x0 = rng.uniform(0, 1, (3, 32, 32)).astype(np.float32)
+    save_adversarial(tmp_path, "x", x0, np.clip(x0 + 0.01, 0, 1))
+    with Image.open(tmp_path / "x_compare.png") as panel:
+        assert panel.size[0] >= 3 * 192 and panel.size[1] >= 192 + 10  # three pictures and a caption line
+        top = np.asarray(panel.convert("L"))[:12]
+        assert (top < 128).any()  # the captions are written in black above the pictures

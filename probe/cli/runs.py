@@ -261,6 +261,8 @@ def check(
         )
         for col in ("configuration", "attack", "metric", "value", "required", "result", "note"):
             table.add_column(col)
+        for line in headlines(folder):  # the answer first, then the checks made on it
+            out.print(escape(line), highlight=False, soft_wrap=True)
         for c in shown:
             table.add_row(
                 c.label.replace("sigma=", "s=").replace("budget=", "b="),
