@@ -119,6 +119,10 @@ def sweep(
         emit_json({"out": str(out_dir), "written": outcome.written, "skipped": outcome.skipped_jobs, "rows": rows})
         return
     _print_rows(rows, f"sweep {plan.name}")
+    from probe.runs.gate import headlines
+
+    for line in headlines(out_dir):  # the answer per configuration (robust accuracy at the headline eps)
+        out.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def _setting(row: dict) -> str:
