@@ -249,12 +249,14 @@ def plot_robust_queries(data: dict, labels: dict[str, str], path: Path) -> Path:
         for ax, (norm, kind) in zip(row, panels):
             curve = data[cid][norm]
             q = curve["queries"]
+            wide = [*q, q[-1] * 1.3] if q else q  # the last step gets a width of its own
             for who, s in curve["attacks"].items():
                 style = STYLE_BEST if who == robust.BEST else {"color": colors[who], "lw": 1.4, "zorder": 3}
                 if kind == "robust":
-                    ax.step(q, s["robust"], where="post", **style)
-                    if s["robust_upper"] != s["robust"]:
-                        ax.fill_between(q, s["robust"], s["robust_upper"], step="post", color=style["color"], alpha=0.15)
+                    low, high = [*s["robust"], s["robust"][-1]], [*s["robust_upper"], s["robust_upper"][-1]]
+                    ax.step(wide, low, where="post", **style)
+                    if high != low:
+                        ax.fill_between(wide, low, high, step="post", color=style["color"], alpha=0.15)
                 else:
                     ax.plot(q, [np.nan if v is None else v for v in s["median"]], **style)
             ax.set_xscale("log")
@@ -266,7 +268,7 @@ def plot_robust_queries(data: dict, labels: dict[str, str], path: Path) -> Path:
                 ax.set_ylabel(f"robust accuracy at {name} <= {robust.eps_label(norm, curve['eps'])}")
             else:
                 ax.set_ylabel(f"median {name} distortion")
-            ax.set_title(labels.get(cid, cid), fontsize=8)
+        row[0].set_title(labels.get(cid, cid), fontsize=9, loc="left")
     handles = [plt.Line2D([], [], color=colors[n], lw=1.4, label=robust.attack_names([n])) for n in names]
     if len(names) > 1:
         handles.append(plt.Line2D([], [], label="best of the attacks (each with q queries)", **STYLE_BEST))

@@ -86,6 +86,9 @@ def _verdict_line(r: dict) -> str:
     status = robust.status_of(r)
     if status in ("not found", "skipped"):
         return status
+    note = r.get("verdict_note") or (r.get("verdict") if r.get("verdict") not in (None, *robust.VERDICTS) else None)
+    if status == "not measured":
+        return status + (f" ({note})" if note else "")
     interval = r.get("p_adv_interval")
     p = "" if r.get("p_adv") is None else f", {r['p_adv']:.2f}" + (
         f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
