@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -192,7 +193,9 @@ COUNT_HEADERS = ["attack", "images", "misclassified (skipped)", "adversarial", "
                  "not measured", "nothing found", "8-bit failures", "confirmed"]
 
 
+@functools.lru_cache(maxsize=16)
 def sha256(path: Path) -> str | None:
+    """SHA-256 of a file (each file read once per process: a sweep's configurations share their model)."""
     try:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
