@@ -2,7 +2,8 @@
 
 A section is (name, items); an item is a paragraph (str, with **bold** and `code`), a
 figure (``("figure", caption, png_path)``), a headline (``("headline", text)``) or a
-table (``{"headers": [...], "rows": [[cell, ...]]}``). A cell is text (a newline starts a
+table (``{"headers": [...], "rows": [[cell, ...]]}``, ``"plain": True`` for one
+whose cells all align left). A cell is text (a newline starts a
 new line) or ``{"thumbs": [(caption, png_path), ...], "text": str}``. The HTML embeds
 every picture as a data URI; the Markdown links them relative to the report's folder.
 """
@@ -64,14 +65,14 @@ def _png(path: Path) -> str:
 _NUMBER = re.compile(r"^[-+]?[\d.,]+(%| s|x)?( \[|\n|/| |$)")
 
 
-def _html_cell(cell) -> str:
+def _html_cell(cell, plain: bool = False) -> str:
     if isinstance(cell, dict):
         pics = "".join(f"<figure class='thumb'><img alt='{html.escape(c)}' src='{_png(p)}'>"
                        f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, p in cell.get("thumbs", []))
         text = "<br>".join(html.escape(t) for t in cell.get("text", "").split("\n")) if cell.get("text") else ""
         return f"<td class='pics'>{pics}{'<div>' + text + '</div>' if text else ''}</td>"
     text = str(cell)
-    classes = (["num"] if _NUMBER.match(text) else []) + (["lines"] if "\n" in text else [])
+    classes = (["num"] if not plain and _NUMBER.match(text) else []) + (["lines"] if "\n" in text else [])
     opening = f"<td class='{' '.join(classes)}'>" if classes else "<td>"
     return opening + "<br>".join(html.escape(t) for t in text.split("\n")) + "</td>"
 
@@ -104,7 +105,8 @@ def page(title: str, sections) -> str:
                              f"<figcaption>{html.escape(caption)}</figcaption></figure>")
             else:
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in item["headers"])
-                body = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in item["rows"])
+                plain = item.get("plain", False)  # a list of settings: every cell aligned left
+                body = "".join("<tr>" + "".join(_html_cell(c, plain) for c in row) + "</tr>" for row in item["rows"])
                 parts.append(f"<table><tr>{head}</tr>{body}</table>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -270,15 +270,15 @@ def build_report(folder: Path, title: str | None = None, eps_specs: list[str] | 
     for cid, recs in groups.items():
         if len(groups) > 1:
             what.append(f"**{labels.get(cid, cid)}**")
-        what.append({"headers": ["what", "value"], "rows": run_rows(recs, run, summary, status)})
+        what.append({"headers": ["what", "value"], "rows": run_rows(recs, run, summary, status), "plain": True})
     soft = status.get("versions") or summary.get("versions")
-    what.append({"headers": ["software", "version"],
+    what.append({"headers": ["software", "version"], "plain": True,
                  "rows": [[k, v] for k, v in (soft or versions()).items()]})
     if not soft:
         what.append("Versions: those of the software that wrote this report (the run did not store its own).")
     if status.get("source"):
-        what.append({"headers": ["setting", "value"], "rows": [[k, json.dumps(v) if not isinstance(v, str) else v]
-                                                                for k, v in status["source"].items()]})
+        what.append({"headers": ["setting", "value"], "plain": True,
+                     "rows": [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in status["source"].items()]})
     if status.get("seconds") is not None:
         what.append(f"Last run: {status.get('started', '?')} to {status.get('finished', '?')}, "
                     f"{status['seconds']:.0f} s, status {status.get('status', '?')}.")

@@ -233,7 +233,8 @@ def run_rows(recs: list[dict], run: dict, summary: dict, status: dict) -> list[l
     if spec is not None:
         rows.append(["input convention", f"{spec.layout} {spec.channels}, scale {spec.scale:g}, mean "
                      f"{list(spec.mean)}, std {list(spec.std)}, size {spec.size}"])
-    images = list(dict.fromkeys(r["image"] for r in recs))
+    seen = set(r["image"] for r in recs)
+    images = [i for i in run.get("images") or [] if i in seen] or list(dict.fromkeys(r["image"] for r in recs))
     listed = ", ".join(images) if len(images) <= 12 else (
         f"{len(images)} images, SHA-256 of their names (one a line) "
         + hashlib.sha256("\n".join(images).encode()).hexdigest())
