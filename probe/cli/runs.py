@@ -188,7 +188,8 @@ def check(
             "--min-robust-accuracy",
             metavar="NORM:EPS=VALUE",
             help="Fail when the robust accuracy of the best of the attacks at NORM <= EPS is below VALUE "
-            "(a fraction or a percentage), e.g. l2:0.5=0.3 or linf:8/255=40% (repeatable).",
+            "(a fraction or a percentage), e.g. l2:0.5=0.3 or linf:8/255=40% (repeatable). Misclassified images "
+            "count as not robust, undecided verdicts as adversarial.",
         ),
     ] = None,
     min_success_l2: Annotated[

@@ -85,7 +85,7 @@ def robust_entries(records: list[dict], eps: dict[str, list[float]], labels: dic
                 entry = points[robust.eps_key(e)][robust.BEST]
                 out.append({"config": cid, "label": labels.get(cid, cid), "norm": norm, "eps": e,
                             "accuracy": entry["accuracy"], "accuracy_upper": entry["accuracy_upper"],
-                            "images": entry["images"]})
+                            "images": entry["images"], "robust": entry["robust"], "undecided": entry["undecided"]})
     return out
 
 
@@ -164,7 +164,9 @@ def run_checks(
         for entry in robust_entries(records, {norm: [eps]}, labels):
             value = entry["accuracy"]
             checks.append(Check(entry["config"], entry["label"], "best", _metric(norm, eps), value, minimum,
-                                value is not None and value >= minimum, f"{entry['images']} images"))
+                                value is not None and value >= minimum,
+                                f"{entry['robust']}/{entry['images']} images robust"
+                                + (f", {entry['undecided']} undecided (counted as adversarial)" if entry["undecided"] else "")))
     if min_success_l2 is not None:
         for r in rows:
             value = r["median_l2"]
