@@ -199,3 +199,21 @@ def test_the_compare_picture_is_labelled_and_large(tmp_path):
         assert panel.size[0] >= 3 * 192 and panel.size[1] >= 192 + 10  # three pictures and a caption line
         top = np.asarray(panel.convert("L"))[:12]
         assert (top < 128).any()  # the captions are written in black above the pictures
+
+
+def test_a_long_run_without_out_says_that_nothing_will_be_kept(monkeypatch):
+    """The first line gives the bound and the time at the measured rate; past 10 minutes without --out, a note."""
+    import probe.runs.cost as cost
+
+    monkeypatch.setattr(cost, "inference_rate", lambda runtime, x, batch=64: 1.0)  # 1 inference/s: hours
+    result = CliRunner().invoke(app, ["attack", "--model", "cifar10-cnn", "--limit", "1", "--attack", "rays",
+                                      "--sigma", "0", "--budget", "5", "--p-adv-samples", "2"])
+    assert result.exit_code == 0, result.output
+    bound = cost.inference_bound(images=1, jobs=1, n=1, budget=5, p_adv_samples=2, sigma=0.0)
+    assert bound == 2 + 5 + 4
+    assert f"at most {bound:,} model inferences" in result.output and f"up to {bound} s at 1 inferences/s" in result.output
+    assert "nothing will be kept" not in result.output  # 11 s: no note
+    monkeypatch.setattr(cost, "inference_rate", lambda runtime, x, batch=64: 0.01)  # 1,100 s
+    result = CliRunner().invoke(app, ["attack", "--model", "cifar10-cnn", "--limit", "1", "--attack", "rays",
+                                      "--sigma", "0", "--budget", "5", "--p-adv-samples", "2"])
+    assert "up to 18 min" in result.output and "nothing will be kept: add --out DIR" in result.output
