@@ -244,6 +244,9 @@ def build_report(folder: Path, title: str | None = None, eps_specs: list[str] | 
         headers, body = image_rows(folder, recs, f"c{i}", sources, run.get("model") or summary.get("model"),
                                    run.get("images"))
         images += ([label] if len(groups) > 1 else []) + [{"headers": headers, "rows": body}]
+        total = len({r["image"] for r in recs})
+        if total > len(body):
+            images.append(f"The first {len(body)} of {total} images; every one is in results.jsonl.")
         skipped = {r["image"]: r["skipped"] for r in recs if r.get("skipped")}
         if skipped:
             images.append("Skipped: " + "; ".join(f"{k} ({why})" for k, why in skipped.items()) + ".")

@@ -23,6 +23,7 @@ from probe.runs import robust, thumbs
 
 THUMBS = "images"
 ORIGINALS = "originals"
+MAX_IMAGES = 200  # rows of the per-image table of one configuration (the records hold them all)
 
 
 def original_path(folder: Path, image: str) -> Path:
@@ -128,9 +129,10 @@ def image_rows(folder: Path, recs: list[dict], tag: str, sources: list[str],
                "L2 / Linf", "verdict, p_adv [interval]", "queries", "confirmed", "8-bit verdict"]
     rows = []
     position = {name: i for i, name in enumerate(order or [])}
-    for image in sorted(dict.fromkeys(r["image"] for r in recs), key=lambda k: position.get(k, len(position))):
-        order = robust.attacks_of(recs)
-        mine = sorted((r for r in recs if r["image"] == image), key=lambda r: order.index(r["attack"]))
+    attack_order = robust.attacks_of(recs)
+    images = sorted(dict.fromkeys(r["image"] for r in recs), key=lambda k: position.get(k, len(position)))
+    for image in images[:MAX_IMAGES]:
+        mine = sorted((r for r in recs if r["image"] == image), key=lambda r: attack_order.index(r["attack"]))
         best = _best(mine)
         cell: dict = {"thumbs": [], "text": ""}
         if best is not None and best.get("adv_file") and (folder / best["adv_file"]).is_file():
