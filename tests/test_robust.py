@@ -133,3 +133,18 @@ def test_robust_accuracy_over_queries_from_trajectories():
     # medians over the 3 correct images, inf where none yet: (inf, 5, inf) -> None, (2, 0.4, inf) -> 2,
     # (0.3, 0.4, 0.2) -> 0.3 (c's point counts for the distortion though its verdict is "not adversarial")
     assert series["median"] == [None, 2.0, 0.3]
+
+
+def test_the_best_of_the_attacks_over_queries_and_its_undecided_band():
+    traj = lambda *l2: {"queries": [10, 100, 1000], "l2": list(l2), "linf": list(l2)}
+    records = [
+        rec("a", "hsja", "adversarial", 0.3, trajectory=traj(None, 2.0, 0.3)),
+        rec("a", "rays", "adversarial", 0.4, trajectory=traj(0.4, 0.4, 0.4)),
+        rec("b", "hsja", "undecided", 0.45, trajectory=traj(None, None, 0.45)),
+        rec("b", "rays", None, trajectory=traj(None, None, None)),
+    ]
+    series = over_queries(records, "l2", 0.5)["attacks"]
+    assert series["hsja"]["robust"] == [1.0, 1.0, 0.0] and series["hsja"]["robust_upper"] == [1.0, 1.0, 0.5]
+    assert series["rays"]["robust"] == [0.5, 0.5, 0.5]
+    assert series["best"]["robust"] == [0.5, 0.5, 0.0] and series["best"]["robust_upper"] == [0.5, 0.5, 0.5]
+    assert series["best"]["median"] == [None, None, pytest.approx(0.375)]  # (0.3, 0.45) at 1000; inf before
