@@ -172,7 +172,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     """Attack, write records as they arrive, then the summary (also after Ctrl-C or SIGTERM)."""
     from probe.runs.campaign import attack_images, clean_labels
     from probe.runs.results import RESULTS, ResultsWriter, save_record_array, save_record_image, write_json
-    from probe.runs.robust import default_eps
+    from probe.runs.robust import budget_spent, default_eps
     from probe.runs.sweep import versions
     from probe.runs.summary import summarize
 
@@ -271,7 +271,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "defended_accuracy": accuracy,
         "attacks": summarize(records),
         "skipped_reasons": _reasons(records),
-        "endpoint_budget_spent": sum(1 for r in records if r.get("stopped") or r.get("verdict")),
+        "endpoint_budget_spent": sum(1 for r in records if budget_spent(r)),
         "dimension": int(np.prod(runtime.input_shape)),
         "versions": versions(),
         **_answer(records, eps or default_eps(int(np.prod(runtime.input_shape)))),
@@ -286,7 +286,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     if summary["endpoint_budget_spent"]:
         err.print(
             f"[yellow]note:[/] the endpoint's key budget ran out: {summary['endpoint_budget_spent']} record(s) cut "
-            "short or without a verdict (their 'stopped'/'verdict' fields say so)", highlight=False,
+            "short or without a verdict (their 'stopped' and 'verdict_note' fields say so)", highlight=False,
         )
     if report and out_dir is not None and records:
         from probe.runs.report import build_report

@@ -149,7 +149,8 @@ def print_attack_summary(summary: dict) -> None:
         err.print(f"[bold red]warning:[/] {below} distortion(s) below eq. (6)'s bound: a bug or an unsound certificate")
     if table_ra:
         best = "; ".join(f"{NORM_NAMES[n]} <= {eps_label(n, float(e))}: {_pct(v.get(BEST))}"
-                         for n, points in table_ra.items() for e, v in sorted(points.items(), key=lambda kv: float(kv[0])))
+                         for n, points in table_ra.items()
+                         for e, v in sorted(points.items(), key=lambda kv: float(kv[0])))
         out.print(f"robust accuracy, best of the attacks: {escape(best)}", highlight=False, soft_wrap=True)
     out.print(
         f"defended accuracy (mean share of fresh votes that give the true label): {fmt(acc)}  |  "

@@ -46,6 +46,7 @@ def sweep(
 ) -> None:
     """Run (or resume) a grid of configurations x attacks x images; finished jobs are skipped."""
     from probe.runs.results import RESULTS, load_results_dir
+    from probe.runs.robust import budget_spent
     from probe.runs.summary import summarize_sweep
     from probe.runs.sweep import SweepHooks, run_sweep
     from probe.runs.sweep_file import load_sweep
@@ -111,10 +112,10 @@ def sweep(
     records, configs, _, _ = load_results_dir(out_dir)
     rows = summarize_sweep(records, configs)
     err.print(f"{outcome.written} new results, {outcome.skipped_jobs} jobs already done, {outcome.seconds:.1f} s")
-    spent = sum(1 for r in records if r.get("stopped") or r.get("verdict"))
+    spent = sum(1 for r in records if budget_spent(r))  # "verdict" is three-valued now: not a sign of it
     if spent:
         err.print(f"[yellow]note:[/] the endpoint's key budget ran out: {spent} record(s) cut short or without a "
-                  "verdict (their 'stopped'/'verdict' fields say so)", highlight=False)  # fmt: skip
+                  "verdict (their 'stopped' and 'verdict_note' fields say so)", highlight=False)  # fmt: skip
     if as_json:
         emit_json({"out": str(out_dir), "written": outcome.written, "skipped": outcome.skipped_jobs, "rows": rows})
         return

@@ -166,7 +166,8 @@ def run_checks(
             checks.append(Check(entry["config"], entry["label"], "best", _metric(norm, eps), value, minimum,
                                 value is not None and value >= minimum,
                                 f"{entry['robust']}/{entry['images']} images robust"
-                                + (f", {entry['undecided']} undecided (counted as adversarial)" if entry["undecided"] else "")))
+                                + (f", {entry['undecided']} undecided (counted as adversarial)"
+                                   if entry["undecided"] else "")))
     if min_success_l2 is not None:
         for r in rows:
             value = r["median_l2"]

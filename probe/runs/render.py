@@ -80,10 +80,12 @@ def _html_cell(cell, plain: bool = False) -> str:
 CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1340px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}"
     "table{border-collapse:collapse;margin:1em 0;font-size:0.88em}"
-    "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}td.num{text-align:right}th{background:#f3f3f3}"
+    "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}"
+    "td.num{text-align:right}th{background:#f3f3f3}"
     "img{max-width:100%}figcaption{font-style:italic;font-size:0.9em}"
     ".headline{font-size:1.15em;border-left:5px solid #2a6;background:#f2faf5;padding:0.6em 1em;margin:1em 0}"
-    "td.lines,td.pics{white-space:nowrap}td.pics{text-align:left}figure.thumb{display:inline-block;margin:0 4px 0 0;text-align:center}"
+    "td.lines,td.pics{white-space:nowrap}td.pics{text-align:left}"
+    "figure.thumb{display:inline-block;margin:0 4px 0 0;text-align:center}"
     "figure.thumb img{image-rendering:pixelated;width:84px;height:84px;border:1px solid #ddd}td.pics{min-width:276px}"
     "figure.thumb figcaption{font-size:0.75em;font-style:normal}"
 )

@@ -294,4 +294,5 @@ def build_report(folder: Path, title: str | None = None, eps_specs: list[str] | 
         html_path.write_text(render.page(title, sections), encoding="utf-8")
     except OSError as exc:
         raise ProbeError(f"cannot write the report in {folder}: {exc.strerror or exc}") from None
-    return {"markdown": md_path, "html": html_path, **{f"figure{i}": item[2] for i, item in enumerate(i for i in fig_items if isinstance(i, tuple))}}
+    drawn = [item[2] for item in fig_items if isinstance(item, tuple)]
+    return {"markdown": md_path, "html": html_path, **{f"figure{i}": path for i, path in enumerate(drawn)}}

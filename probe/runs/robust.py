@@ -66,7 +66,9 @@ def parse_eps(specs: list[str] | None, dimension: int | None = None) -> dict[str
         norm, sep, values = str(spec).partition(":")
         norm = norm.strip().lower()
         if not sep or norm not in NORMS:
-            raise ProbeError(f"--eps expects NORM:EPS[,EPS...] with NORM l2 or linf, e.g. l2:0.5 or linf:8/255, got {spec!r}")
+            raise ProbeError(
+                f"--eps expects NORM:EPS[,EPS...] with NORM l2 or linf, e.g. l2:0.5 or linf:8/255, got {spec!r}"
+            )
         for text in values.split(","):
             try:
                 value = float(Fraction(text.strip()))
@@ -149,6 +151,11 @@ def status_of(record: dict) -> str:
     if success is False:
         return "not adversarial"
     return "not measured"
+
+
+def budget_spent(record: dict) -> bool:
+    """The endpoint's budget cut the record short (``stopped``) or left its verdict unmeasured."""
+    return bool(record.get("stopped")) or status_of(record) == "not measured"
 
 
 def _distance(record: dict, norm: str) -> float | None:
