@@ -30,7 +30,7 @@ from probe.cli.options import (
     model_options,
     require,
 )
-from probe.cli.output import emit_json, err, escape, out, print_attack_summary
+from probe.cli.output import emit_json, err, escape, out, print_attack_summary, print_cost
 from probe.interrupt import stop_at_checkpoints
 from probe.runs.robust import EPS_HELP
 from probe.validate import check_int, check_n, check_pa, check_sigma
@@ -172,7 +172,8 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     """Attack, write records as they arrive, then the summary (also after Ctrl-C or SIGTERM)."""
     from probe.runs.campaign import attack_images, clean_labels
     from probe.runs.results import RESULTS, ResultsWriter, save_record_array, save_record_image, write_json
-    from probe.runs.robust import budget_spent, default_eps
+    from probe.runs.report_parts import save_original
+    from probe.runs.robust import answer, budget_spent, default_eps
     from probe.runs.sweep import versions
     from probe.runs.summary import summarize
 
@@ -180,7 +181,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     names = config.attacks
     done = {(r["image"], r["attack"]) for r in kept}
     todo = len(data) * len(names) - len(done)
-    _say_cost(classifier, data, config, todo, out_dir)
+    print_cost(classifier, data, config, todo, out_dir)
     writer = ResultsWriter(out_dir / RESULTS) if out_dir is not None else None
     index = {name: i for i, name in enumerate(data.ids)}
     columns = (
@@ -210,7 +211,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         def on_record(rec: dict, job) -> None:
             if out_dir is not None and rec["l2"] is not None:
                 rec["adv_file"] = str(save_record_array(out_dir, rec, job.outcome.x_adv))
-                _save_original(out_dir, rec["image"], data.x[index[rec["image"]]])
+                save_original(out_dir, rec["image"], data.x[index[rec["image"]]])
                 if save_images:
                     x0 = data.x[index[rec["image"]]]
                     rec["adv_path"] = str(save_record_image(out_dir / "images", rec, x0, job.outcome.x_adv))
@@ -274,7 +275,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "endpoint_budget_spent": sum(1 for r in records if budget_spent(r)),
         "dimension": int(np.prod(runtime.input_shape)),
         "versions": versions(),
-        **_answer(records, eps or default_eps(int(np.prod(runtime.input_shape)))),
+        **answer(records, eps or default_eps(int(np.prod(runtime.input_shape)))),
         **summary_extra,
     }
     if out_dir is not None:
@@ -303,48 +304,6 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         else:
             err.print(f"[yellow]interrupted:[/] no result had finished: nothing kept in {escape(out_dir)}")
         raise typer.Exit(130)
-
-
-def _say_cost(classifier, data, config, todo: int, out_dir: Path | None) -> None:
-    """The first line: jobs, a true upper bound on inferences and the time it could take."""
-    from probe.runs.cost import duration, inference_bound, inference_rate
-
-    bound = inference_bound(images=len(data), jobs=todo, n=classifier.n, budget=config.budget,
-                            p_adv_samples=config.p_adv_samples, sigma=classifier.sigma,
-                            certify_n0=config.certify_n0, certify_n=config.certify_n)  # fmt: skip
-    rate = inference_rate(classifier.runtime, data.x[0]) if todo else None
-    eta = bound / rate if rate else None
-    err.print(
-        f"{len(data)} images x {len(config.attacks)} attacks ({todo} jobs to run), up to {config.budget} queries "
-        f"each: at most {bound:,} model inferences ({classifier.n} per query, with the verdicts"
-        + (" and CERTIFY)" if classifier.sigma > 0 and config.certify_n else ")")
-        + (f", up to {duration(eta)} at {rate:,.0f} inferences/s" if eta is not None else "")
-        + ("" if out_dir is not None else "; results are not kept (no --out)"),
-        highlight=False,
-    )
-    if out_dir is None and eta is not None and eta > 600:
-        err.print(f"[yellow]note:[/] this may take {duration(eta)} and nothing will be kept: add --out DIR to keep each "
-                  "result as it finishes (and --resume to continue after an interruption)", highlight=False)
-
-
-def _save_original(out_dir: Path, image: str, x0: np.ndarray) -> None:
-    """The float32 original beside the adversarials (``originals/``), for the report's pictures."""
-    from probe.runs.report_parts import original_path
-
-    path = original_path(out_dir, image)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, np.asarray(x0, dtype=np.float32))
-
-
-def _answer(records: list[dict], eps: dict) -> dict:
-    """summary.json's answer: the eps of the table, the headline and robust accuracy by norm and eps."""
-    from probe.runs import robust
-
-    norm = robust.headline_norm(records, eps)
-    return {"eps": eps, "headline": robust.headline(records, eps) if records else None,
-            "headline_eps": {"norm": norm, "eps": eps[norm][0]},
-            "clean": robust.clean_entry(records), "robust_accuracy": robust.robust_table(records, eps)}
 
 
 def _reasons(records: list[dict]) -> dict[str, int]:

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 from rich.console import Console
@@ -162,3 +163,25 @@ def print_attack_summary(summary: dict) -> None:
         out.print("  A good value for the defense is close to the clean accuracy (no adversarial within eps); "
                   "a bad one is near 0 (nearly every image has one). An upper bound: stronger attacks can only "
                   "lower it.", highlight=False, soft_wrap=True)
+
+
+def print_cost(classifier, data, config, todo: int, out_dir: Path | None) -> None:
+    """The first line: jobs, a true upper bound on inferences and the time it could take."""
+    from probe.runs.cost import duration, inference_bound, inference_rate
+
+    bound = inference_bound(images=len(data), jobs=todo, n=classifier.n, budget=config.budget,
+                            p_adv_samples=config.p_adv_samples, sigma=classifier.sigma,
+                            certify_n0=config.certify_n0, certify_n=config.certify_n)  # fmt: skip
+    rate = inference_rate(classifier.runtime, data.x[0]) if todo else None
+    eta = bound / rate if rate else None
+    err.print(
+        f"{len(data)} images x {len(config.attacks)} attacks ({todo} jobs to run), up to {config.budget} queries "
+        f"each: at most {bound:,} model inferences ({classifier.n} per query, with the verdicts"
+        + (" and CERTIFY)" if classifier.sigma > 0 and config.certify_n else ")")
+        + (f", up to {duration(eta)} at {rate:,.0f} inferences/s" if eta is not None else "")
+        + ("" if out_dir is not None else "; results are not kept (no --out)"),
+        highlight=False,
+    )
+    if out_dir is None and eta is not None and eta > 600:
+        err.print(f"[yellow]note:[/] this may take {duration(eta)} and nothing will be kept: add --out DIR to keep each "
+                  "result as it finishes (and --resume to continue after an interruption)", highlight=False)

@@ -31,6 +31,14 @@ def original_path(folder: Path, image: str) -> Path:
     return Path(folder) / ORIGINALS / f"{Path(image).stem}.npy"
 
 
+def save_original(out_dir: Path, image: str, x0: np.ndarray) -> None:
+    """The float32 original beside the adversarials (``originals/``), for the report's pictures."""
+    path = original_path(out_dir, image)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.asarray(x0, dtype=np.float32))
+
+
 def _load_original(folder: Path, rec: dict, shape: tuple[int, ...], sources: list[str]) -> np.ndarray | None:
     saved = original_path(folder, rec["image"])
     if saved.is_file():

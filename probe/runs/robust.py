@@ -380,3 +380,11 @@ def headline(records: list[dict], eps: dict[str, list[float]], *, budget: int | 
 GOOD_BAD = ("Higher is better for the defense: robust accuracy near the clean accuracy means the attacks found no "
             "adversarial within eps; near 0 means almost every image has one. The interval is 95% "
             "(Clopper-Pearson) over the images: with few images it is wide.")
+
+
+def answer(records: list[dict], eps: dict) -> dict:
+    """summary.json's answer: the eps of the table, the headline and robust accuracy by norm and eps."""
+    norm = headline_norm(records, eps)
+    return {"eps": eps, "headline": headline(records, eps) if records else None,
+            "headline_eps": {"norm": norm, "eps": eps[norm][0]},
+            "clean": clean_entry(records), "robust_accuracy": robust_table(records, eps)}
