@@ -235,10 +235,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: KNOWN upward imports, each waiting for its fix (issue #35). The test tolerates exactly these
 #: (importer, imported) pairs; whoever removes such an import deletes its entry here too (a
 #: left-over entry only warns). Add nothing: fix the import instead.
-KNOWN_UPWARD_IMPORTS: dict[tuple[str, str], str] = {
-    # the report draws Fig. 5 with the figures' plotting helpers; #35 moves them or the report
-    ("probe.runs.report", "probe.experiments.plots"): "#35",
-}
+KNOWN_UPWARD_IMPORTS: dict[tuple[str, str], str] = {}  # (importer, imported): issue; none left
 
 
 def _entry(entry: str) -> tuple[list[str], bool]:

@@ -30,8 +30,9 @@ from probe.cli.options import (
     model_options,
     require,
 )
-from probe.cli.output import emit_json, err, escape, fmt, out
+from probe.cli.output import emit_json, err, escape, out, print_attack_summary, print_cost
 from probe.interrupt import stop_at_checkpoints
+from probe.runs.robust import EPS_HELP
 from probe.validate import check_int, check_n, check_pa, check_sigma
 
 
@@ -113,6 +114,10 @@ def attack(
         bool, typer.Option("--resume", help="Continue the run in --out: its finished jobs are kept and skipped.")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the results already in --out.")] = False,
+    eps: Annotated[Optional[list[str]], typer.Option("--eps", help=EPS_HELP)] = None,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write report.md and report.html into --out (as `probe report`).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Attack each image with HSJA, SurFree, RayS, CGBA and/or PSJ through the query-only (smoothed) oracle."""
@@ -145,6 +150,10 @@ def attack(
     require(not save_images or out_dir is not None, "--save-images needs --out DIR")
     require(not (resume or overwrite) or out_dir is not None, "--resume and --overwrite need --out DIR")
     require(not (resume and overwrite), "give --resume or --overwrite, not both")
+    require(not report or out_dir is not None, "--report needs --out DIR")
+    from probe.runs.robust import parse_eps
+
+    parse_eps(eps)  # a bad --eps fails here, before the model loads
     runtime = model_options.open()
     require(
         targeted is None or 0 <= targeted < runtime.num_classes,
@@ -161,33 +170,33 @@ def attack(
 
     settings_doc = {"model": runtime.info.path, "images": list(data.ids), "sigma": sigma, "n": classifier.n,
                     "early_stop": classifier.early_stop, "config": asdict(config)}  # fmt: skip
+    eps_points = parse_eps(eps, int(np.prod(runtime.input_shape)))
     if out_dir is None:
         _run(classifier, data, config, out_dir=None, save_images=False, kept=[], as_json=as_json, summary_extra={},
-             max_jobs=max_jobs)  # fmt: skip
+             max_jobs=max_jobs, eps=eps_points)  # fmt: skip
         return
     with locked(out_dir):
         kept = start_run(out_dir, settings_doc, resume=resume, overwrite=overwrite)
         _run(classifier, data, config, out_dir=out_dir, save_images=save_images, kept=kept, as_json=as_json,
-             summary_extra={}, max_jobs=max_jobs)  # fmt: skip
+             summary_extra={}, max_jobs=max_jobs, eps=eps_points, report=report)  # fmt: skip
 
 
 def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, kept: list[dict], as_json: bool,
-         summary_extra: dict, max_jobs: int | None = None) -> None:  # fmt: skip
+         summary_extra: dict, max_jobs: int | None = None, eps: dict | None = None,
+         report: bool = False) -> None:  # fmt: skip
     """Attack, write records as they arrive, then the summary (also after Ctrl-C or SIGTERM)."""
     from probe.runs.campaign import attack_images, clean_labels
     from probe.runs.results import RESULTS, ResultsWriter, save_record_array, save_record_image, write_json
+    from probe.runs.report_parts import save_original
+    from probe.runs.robust import answer, budget_spent, default_eps
+    from probe.runs.sweep import versions
     from probe.runs.summary import summarize
 
     runtime = classifier.runtime
     names = config.attacks
     done = {(r["image"], r["attack"]) for r in kept}
     todo = len(data) * len(names) - len(done)
-    err.print(
-        f"{len(data)} images x {len(names)} attacks ({todo} jobs to run), up to {config.budget} queries each: "
-        f"at most {todo * config.budget * classifier.n:,} model inferences ({classifier.n} per query)"
-        + ("" if out_dir is not None else "; results are not kept (no --out)"),
-        highlight=False,
-    )
+    print_cost(classifier, data, config, todo, out_dir)
     writer = ResultsWriter(out_dir / RESULTS) if out_dir is not None else None
     index = {name: i for i, name in enumerate(data.ids)}
     columns = (
@@ -210,10 +219,14 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         }  # fmt: skip
         spent = {name: 0 for name in names}
         seen: dict[int, int] = {}
+        # all queries of the jobs to run: its time remaining is there within the first rounds
+        overall = bar.add_task("all", total=max(todo, 1) * config.budget, queries="", l2="-")
+        counted: dict[int, int] = {}
 
         def on_record(rec: dict, job) -> None:
             if out_dir is not None and rec["l2"] is not None:
                 rec["adv_file"] = str(save_record_array(out_dir, rec, job.outcome.x_adv))
+                save_original(out_dir, rec["image"], data.x[index[rec["image"]]])
                 if save_images:
                     x0 = data.x[index[rec["image"]]]
                     rec["adv_path"] = str(save_record_image(out_dir / "images", rec, x0, job.outcome.x_adv))
@@ -222,11 +235,18 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
                 writer.write(rec)
             wins = [r["l2"] for r in records if r["attack"] == rec["attack"] and r["success"]]
             bar.update(tasks[rec["attack"]], advance=1, l2=f"{np.median(wins):.3f}" if wins else "-")
+            if job is None:  # a skipped image: its budget is done
+                bar.update(overall, advance=config.budget)
+            else:  # what the job did not spend is done too
+                bar.update(overall, advance=max(0, config.budget - counted.get(id(job), 0)))
+                counted[id(job)] = config.budget
 
         def on_round(jobs) -> None:
             for job in jobs:
                 name = job.meta["attack"]
                 spent[name] += job.oracle.queries - seen.get(id(job), 0)
+                bar.update(overall, advance=max(0, job.oracle.queries - counted.get(id(job), 0)))
+                counted[id(job)] = max(counted.get(id(job), 0), job.oracle.queries)
                 seen[id(job)] = job.oracle.queries
             for name in {job.meta["attack"] for job in jobs}:
                 bar.update(tasks[name], queries=spent[name])
@@ -268,8 +288,10 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "defended_accuracy": accuracy,
         "attacks": summarize(records),
         "skipped_reasons": _reasons(records),
-        "endpoint_budget_spent": sum(1 for r in records if r.get("stopped") or r.get("verdict_note")),
+        "endpoint_budget_spent": sum(1 for r in records if budget_spent(r)),
         "dimension": int(np.prod(runtime.input_shape)),
+        "versions": versions(),
+        **answer(records, eps or default_eps(int(np.prod(runtime.input_shape)))),
         **summary_extra,
     }
     if out_dir is not None:
@@ -277,15 +299,26 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     if as_json:
         emit_json(summary)
     else:
-        _print_summary(summary)
+        print_attack_summary(summary)
     if summary["endpoint_budget_spent"]:
         err.print(
             f"[yellow]note:[/] the endpoint's key budget ran out: {summary['endpoint_budget_spent']} record(s) cut "
-            "short or without a verdict (their 'stopped'/'verdict' fields say so)", highlight=False,
+            "short or without a verdict (their 'stopped' and 'verdict_note' fields say so)", highlight=False,
         )
+    if report and out_dir is not None and records:
+        from probe.runs.report import build_report
+
+        paths = build_report(out_dir)  # its eps: those of summary.json
+        err.print(f"wrote {escape(paths['markdown'])} and {escape(paths['html'])}")
     if interrupted:
-        where = f" in {out_dir}" if out_dir else ""
-        err.print(f"[yellow]interrupted:[/] kept {len(records)} finished results{escape(where)}")
+        if out_dir is None:
+            err.print("[yellow]interrupted:[/] nothing kept (no --out): run with --out DIR to keep results as they "
+                      "finish", highlight=False)
+        elif records:
+            err.print(f"[yellow]interrupted:[/] kept {len(records)} finished results in {escape(out_dir)}; "
+                      "the same command with --resume continues")
+        else:
+            err.print(f"[yellow]interrupted:[/] no result had finished: nothing kept in {escape(out_dir)}")
         raise typer.Exit(130)
 
 
@@ -296,51 +329,6 @@ def _reasons(records: list[dict]) -> dict[str, int]:
     for why in seen.values():
         reasons[why] = reasons.get(why, 0) + 1
     return reasons
-
-
-def _print_summary(summary: dict) -> None:
-    acc = summary["defended_accuracy"]
-    title = (
-        f"attacks on {summary['images']} images, sigma={summary['sigma']}, n={summary['n']}, "
-        f"P_a={summary['pa']}, budget={summary['budget']}"
-    )
-    table = Table(title=title)
-    for col in ("attack", "attacked", "skipped", "success", "median L2", "median Linf", "L2/radius", "queries"):
-        table.add_column(col, justify="right")
-    for name, row in summary["attacks"].items():
-        rate = row["success_rate"]
-        table.add_row(
-            name,
-            str(row["attacked"]),
-            str(row["skipped"]),
-            "-" if rate is None else f"{rate:.0%}",
-            fmt(row["median_l2"]),
-            fmt(row["median_linf"], 4),
-            fmt(row["median_l2_over_radius"], 1),
-            fmt(row["mean_queries"], 0),
-        )
-    out.print(table)
-    unjudged = {name: row["unjudged"] for name, row in summary["attacks"].items() if row.get("unjudged")}
-    if unjudged:
-        out.print("not judged (the endpoint's budget was spent before p_adv): "
-                  + ", ".join(f"{name} {k}" for name, k in unjudged.items()))
-    reasons = summary.get("skipped_reasons") or {}
-    if reasons:
-        out.print("skipped: " + ", ".join(f"{k} {escape(why)}" for why, k in reasons.items()))
-    d = summary.get("dimension")
-    out.print(
-        f"success: an adversarial found with p_adv >= P_a = {summary['pa']} (eq. 4, fresh evaluations of "
-        f"g(sigma, n)); L2 and Linf are in canonical [0, 1] pixels over the whole C x H x W image"
-        + (f" (d = {d}: L2 = 1 is a per-pixel RMS change of {1 / d**0.5:.4f})" if d else ""),
-        highlight=False,
-    )
-    below = sum(row["below_bound_eq6"] for row in summary["attacks"].values())
-    if below:
-        err.print(f"[bold red]warning:[/] {below} distortion(s) below eq. (6)'s bound: a bug or an unsound certificate")
-    out.print(
-        f"clean accuracy of the defended model: {fmt(acc)}  |  {summary['inferences']} model inferences "
-        f"in {summary['seconds']} s on {', '.join(summary['providers'])}"
-    )
 
 
 def _print_options(as_json: bool) -> None:

@@ -17,8 +17,10 @@ from rich.progress import (
 from rich.table import Table
 
 from probe.cli.options import JsonOpt, require
+from probe.errors import ProbeError
 from probe.cli.output import emit_json, err, escape, fmt, out
 from probe.interrupt import stop_at_checkpoints
+from probe.runs.robust import EPS_HELP
 
 
 def sweep(
@@ -44,6 +46,7 @@ def sweep(
 ) -> None:
     """Run (or resume) a grid of configurations x attacks x images; finished jobs are skipped."""
     from probe.runs.results import RESULTS, load_results_dir
+    from probe.runs.robust import budget_spent
     from probe.runs.summary import summarize_sweep
     from probe.runs.sweep import SweepHooks, run_sweep
     from probe.runs.sweep_file import load_sweep
@@ -109,14 +112,18 @@ def sweep(
     records, configs, _, _ = load_results_dir(out_dir)
     rows = summarize_sweep(records, configs)
     err.print(f"{outcome.written} new results, {outcome.skipped_jobs} jobs already done, {outcome.seconds:.1f} s")
-    spent = sum(1 for r in records if r.get("stopped") or r.get("verdict_note"))
+    spent = sum(1 for r in records if budget_spent(r))  # "verdict" is three-valued now: not a sign of it
     if spent:
         err.print(f"[yellow]note:[/] the endpoint's key budget ran out: {spent} record(s) cut short or without a "
-                  "verdict (their 'stopped'/'verdict' fields say so)", highlight=False)  # fmt: skip
+                  "verdict (their 'stopped' and 'verdict_note' fields say so)", highlight=False)  # fmt: skip
     if as_json:
         emit_json({"out": str(out_dir), "written": outcome.written, "skipped": outcome.skipped_jobs, "rows": rows})
         return
     _print_rows(rows, f"sweep {plan.name}")
+    from probe.runs.gate import headlines
+
+    for line in headlines(out_dir):  # the answer per configuration (robust accuracy at the headline eps)
+        out.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def _setting(row: dict) -> str:
@@ -157,12 +164,17 @@ def _print_rows(rows: list[dict], title: str) -> None:
 def report(
     folder: Annotated[Path, typer.Argument(help="A sweep's (or `probe attack --out`) results folder.")],
     title: Annotated[Optional[str], typer.Option("--title", help="Title of the report.")] = None,
+    eps: Annotated[Optional[list[str]], typer.Option("--eps", help=EPS_HELP.replace("Default", "Default: those of "
+                                                      "the run (summary.json), else"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write report.md and a self-contained report.html (Fig. 5, tables, certified vs practical, versions)."""
+    """Write report.md and a self-contained report.html: the headline per configuration, robust accuracy
+    against eps and queries, a table per image with its pictures, counts, what was run, a glossary."""
     from probe.runs.report import build_report
+    from probe.runs.robust import parse_eps
 
-    paths = build_report(folder, title)
+    parse_eps(eps)  # a bad --eps is one error line
+    paths = build_report(folder, title, eps)
     if as_json:
         emit_json({k: str(v) for k, v in paths.items()})
         return
@@ -171,6 +183,16 @@ def report(
 
 def check(
     folder: Annotated[Path, typer.Argument(help="A sweep's results folder.")],
+    min_robust: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--min-robust-accuracy",
+            metavar="NORM:EPS=VALUE",
+            help="Fail when the robust accuracy of the best of the attacks at NORM <= EPS is below VALUE "
+            "(a fraction or a percentage), e.g. l2:0.5=0.3 or linf:8/255=40% (repeatable). Misclassified images "
+            "count as not robust, undecided verdicts as adversarial.",
+        ),
+    ] = None,
     min_success_l2: Annotated[
         Optional[float], typer.Option("--min-success-l2", help="Fail when an attack's median L2 of successes is below.")
     ] = None,
@@ -186,15 +208,33 @@ def check(
     write_baseline_to: Annotated[
         Optional[Path], typer.Option("--write-baseline", help="Store the current results as a baseline JSON and exit.")
     ] = None,
+    junit: Annotated[
+        Optional[Path], typer.Option("--junit", help="Also write the checks as JUnit XML (one test case per check).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The CI gate: exit 1 with a table of what regressed, 0 when every check passes (2 on bad input)."""
-    from probe.runs.gate import checks_json, parse_fraction, run_checks, write_baseline
+    """The CI gate: exit 1 with a table of what regressed, 0 when every check passes (2 on bad input).
+
+    With $GITHUB_STEP_SUMMARY set (GitHub Actions), the headlines and the checks are appended to it as Markdown."""
+    import os
+
+    from probe.runs.gate import (
+        checks_json,
+        headlines,
+        junit_xml,
+        markdown_summary,
+        parse_fraction,
+        parse_min_robust,
+        run_checks,
+        write_baseline,
+    )
+
+    gates = [parse_min_robust(text) for text in min_robust or []]
 
     if write_baseline_to is not None:
         doc = write_baseline(folder, write_baseline_to)
         err.print(f"wrote baseline {escape(write_baseline_to)} ({len(doc['entries'])} entries)")
-        if min_success_l2 is None and min_accuracy is None and baseline is None:
+        if min_success_l2 is None and min_accuracy is None and baseline is None and not gates:
             if as_json:
                 emit_json(doc)
             return
@@ -202,9 +242,22 @@ def check(
     require(min_success_l2 is None or min_success_l2 >= 0, "--min-success-l2 must be >= 0")
     require(min_accuracy is None or 0 <= min_accuracy <= 1, "--min-accuracy must be in [0, 1]")
     checks, _ = run_checks(
-        folder, min_success_l2=min_success_l2, min_accuracy=min_accuracy, baseline=baseline, max_drop=drop
+        folder, min_success_l2=min_success_l2, min_accuracy=min_accuracy, baseline=baseline, max_drop=drop,
+        min_robust=gates,
     )
     failed = [c for c in checks if not c.ok]
+    if junit is not None:
+        try:
+            junit.write_text(junit_xml(checks), encoding="utf-8")
+        except OSError as exc:
+            raise ProbeError(f"cannot write {junit}: {exc.strerror or exc}") from None
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        try:
+            with open(step_summary, "a", encoding="utf-8") as handle:
+                handle.write(markdown_summary(checks, headlines(folder)))
+        except OSError as exc:
+            err.print(f"[yellow]note:[/] cannot append to $GITHUB_STEP_SUMMARY ({escape(exc.strerror or exc)})")
     if as_json:
         emit_json(checks_json(checks))
     else:
@@ -214,6 +267,8 @@ def check(
         )
         for col in ("configuration", "attack", "metric", "value", "required", "result", "note"):
             table.add_column(col)
+        for line in headlines(folder):  # the answer first, then the checks made on it
+            out.print(escape(line), highlight=False, soft_wrap=True)
         for c in shown:
             table.add_row(
                 c.label.replace("sigma=", "s=").replace("budget=", "b="),

@@ -1,4 +1,6 @@
-"""Every figure of probe (the seed paper's Fig. 1-5), drawn with matplotlib (the ``plot`` extra).
+"""The experiments' figures (the seed paper's Fig. 1-3), drawn with matplotlib (the ``plot`` extra).
+
+Fig. 4 and 5 and the report's figures are in :mod:`probe.runs.figures` (re-exported here).
 
 matplotlib is imported lazily, with the non-interactive Agg backend, inside each
 function: the rest of probe never needs it. Each function takes the JSON-able dict
@@ -7,48 +9,17 @@ an experiment returned and writes one PNG.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from probe.errors import ProbeError
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or a ProbeError naming the extra to install."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ProbeError("drawing figures needs the plot extra: pip install 'probe[plot]'") from None
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    except OSError as exc:
-        raise ProbeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-    return path
-
-
-def write_json(path: Path, data) -> Path:
-    """The numbers behind a figure, beside it (``indent=2``)."""
-    path = Path(path)
-    try:
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise ProbeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+from probe.runs.figures import (  # noqa: F401  (Fig. 4 and 5 and the helpers live in probe.runs)
+    plot_certified_accuracy,
+    plot_distortion_accuracy,
+    pyplot,
+    save as _save,
+    write_json,
+)
 
 
 def _fmt(v) -> str:
@@ -148,86 +119,4 @@ def plot_bsearch(data: dict, path: Path) -> Path:
     ax.set_ylabel(f"count (of {data['repeats']} searches)")
     ax.set_title(f"Fig. 3: binary search under RS (sigma={data['sigma']:g}, {data['steps']} steps)")
     ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-# --------------------------------------------------------------------------- Fig. 4
-
-
-def plot_certified_accuracy(runs: list[dict], path: Path) -> Path:
-    """Fig. 4: certified accuracy against radius, one curve per sigma; the numbers go to ``path.json``.
-
-    ``runs``: [{"sigma", "n", "n0", "alpha", "images": [records], "certified_accuracy": {"0": acc, ...}}].
-    The curve is drawn from the per-image radii (a step function), the table's radii marked.
-    """
-    plt = pyplot()
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    numbers = []
-    for run in runs:
-        records = [r for r in run["images"] if r.get("label") is not None]
-        radii = np.array([r["radius"] if r.get("correct") else -1.0 for r in records], dtype=float)
-        top = max([0.0, *[float(k) for k in run["certified_accuracy"]], *radii[radii > 0].tolist()]) * 1.05 + 1e-6
-        grid = np.linspace(0.0, top, 400)
-        curve = [(radii >= g).mean() if len(radii) else 0.0 for g in grid]
-        line = ax.plot(grid, curve, lw=1.8, label=f"sigma={run['sigma']:g} (n={run['n']})")[0]
-        xs = [float(k) for k in run["certified_accuracy"]]
-        ax.plot(xs, list(run["certified_accuracy"].values()), "o", color=line.get_color(), ms=4)
-        numbers.append(
-            {
-                "sigma": run["sigma"],
-                "n": run["n"],
-                "n0": run.get("n0"),
-                "alpha": run.get("alpha"),
-                "certified_accuracy": run["certified_accuracy"],
-                "radii": [r.get("radius") for r in run["images"]],
-                "correct": [r.get("correct") for r in run["images"]],
-            }
-        )
-    ax.set_xlabel("radius (L2, [0,1] pixel space)")
-    ax.set_ylabel("certified accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Fig. 4: certified accuracy (CERTIFY)")
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    write_json(path.with_suffix(".json"), {"figure": "certified_accuracy", "runs": numbers})
-    return path
-
-
-# --------------------------------------------------------------------------- Fig. 5
-
-
-def plot_distortion_accuracy(points: list[dict], path: Path) -> Path:
-    """Fig. 5: mean (filled) and median (hollow) L2 distortion against defended accuracy.
-
-    ``points``: one per (configuration, attack): {"attack", "accuracy", "mean_l2",
-    "median_l2", "sigma", "n", "pa"}. One panel per attack; colour = sigma,
-    marker = P_a, each point annotated with n.
-    """
-    plt = pyplot()
-    attacks = list(dict.fromkeys(p["attack"] for p in points))
-    if not attacks:
-        raise ProbeError("no results to plot")
-    sigmas = sorted({p["sigma"] for p in points})
-    colors = {s: c for s, c in zip(sigmas, plt.cm.plasma(np.linspace(0.0, 0.8, len(sigmas))))}
-    markers = {pa: m for pa, m in zip(sorted({p["pa"] for p in points}), "o^sDv")}
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.8), squeeze=False)
-    for ax, attack in zip(axes[0], attacks):
-        for p in (q for q in points if q["attack"] == attack and q["accuracy"] is not None):
-            style = {"color": colors[p["sigma"]], "marker": markers[p["pa"]], "ms": 7, "ls": "none"}
-            if p["mean_l2"] is not None:
-                ax.plot(p["accuracy"], p["mean_l2"], **style)
-                ax.annotate("no RS" if p["sigma"] == 0 else f"n={p['n']}", (p["accuracy"], p["mean_l2"]), fontsize=7,
-                            xytext=(4, 2), textcoords="offset points")
-            if p["median_l2"] is not None:
-                ax.plot(p["accuracy"], p["median_l2"], mfc="none", **style)
-        ax.set_title(attack)
-        ax.set_xlabel("clean accuracy of the defended model")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("L2 distortion of successes (filled: mean, hollow: median)")
-    handles = [plt.Line2D([], [], color=colors[s], marker="o", ls="none", label=f"sigma={s:g}") for s in sigmas]
-    handles += [plt.Line2D([], [], color="k", marker=m, ls="none", label=f"P_a={pa:g}") for pa, m in markers.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle("Fig. 5: adversarial L2 distortion vs accuracy", y=1.03)
-    fig.subplots_adjust(bottom=0.25)
     return _save(fig, path)

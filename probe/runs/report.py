@@ -1,25 +1,26 @@
-"""`probe report DIR`: report.md and a self-contained report.html of a sweep's results.
+"""`probe report DIR`: report.md and a self-contained report.html of a results folder.
 
-Contents: Fig. 5 (L2 distortion against the defended model's clean accuracy, one
-panel per attack, one point per configuration), Fig. 4 when the folder holds
-certification records, any other figure already in ``DIR/figures``, a table per
-configuration and attack (success rate, mean/median L2, Linf, queries, defended
-accuracy), the certified radii beside the practical distortions (the seed
-paper's "at least 30 times larger"), and the run's settings and versions.
+Built around the answer (:mod:`probe.runs.robust`): per configuration, a headline sentence
+(robust accuracy at the headline eps with its interval, and the clean accuracy) and the
+robust-accuracy table at the chosen eps; robust accuracy against eps and against queries
+(figures, every attack on the same axes); counts of verdicts; a table per image with its
+pictures; then the per-attack distortions, the certified radii beside them when CERTIFY ran,
+Fig. 5 when the sweep has several sigma, what was run (model file and its SHA-256, input
+convention, images, every parameter, versions, time and inferences) and a glossary.
 Figures need the ``plot`` extra; without it the report says so and keeps the tables.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 
 import numpy as np
 
 from probe.errors import ProbeError
-from probe.runs.results import load_results_dir
+from probe.runs import render, robust
+from probe.runs.report_parts import COUNT_HEADERS, GLOSSARY, counts_rows, image_rows, run_rows
+from probe.runs.results import RUN, load_results_dir
 from probe.runs.summary import summarize_sweep
 from probe.runs.sweep import versions
 
@@ -102,59 +103,65 @@ def certified_vs_practical(rows: list[dict], runs: dict[tuple[str, float], dict]
     return out
 
 
-def _figures(folder: Path, rows: list[dict], runs: dict) -> tuple[list[tuple[str, Path]], str | None]:
-    """Draw Fig. 5 (and Fig. 4 when there are certificates); also list other PNGs of DIR/figures."""
-    from probe.experiments import plots
+def _cell(entry: dict) -> str:
+    if entry["accuracy"] is None:
+        return "-"
+    lo, hi = entry["interval"]
+    text = f"{entry['accuracy']:.0%} [{lo:.0%}, {hi:.0%}]"
+    if entry["undecided"]:
+        text += f"\nup to {entry['accuracy_upper']:.0%} ({entry['undecided']} undecided)"
+    return text
+
+
+def answer_table(recs: list[dict], eps: dict[str, list[float]]) -> dict:
+    """Rows: each attack, then the best of them; columns: every (norm, eps) of the table."""
+    table = robust.robust_table(recs, eps)
+    clean = robust.clean_entry(recs)
+    points = [(norm, e) for norm, values in eps.items() for e in sorted(values)]
+    headers = ["attack", "clean", *[f"{robust.NORM_NAMES[n]} <= {robust.eps_label(n, e)}" for n, e in points]]
+    names = robust.attacks_of(recs)
+    who = [*names, robust.BEST] if len(names) > 1 else names
+    rows = [[("best of the attacks" if w == robust.BEST else robust.attack_names([w])), _cell(clean),
+             *[_cell(table[n][robust.eps_key(e)][w]) for n, e in points]] for w in who]
+    return {"headers": headers, "rows": rows}
+
+
+def _figures(folder: Path, groups: dict, labels: dict, eps: dict, rows: list[dict], runs: dict):
+    """The report's figures (robust accuracy vs eps and vs queries, Fig. 5 with several sigma, Fig. 4),
+    as the items of its Figures section: ("figure", caption, path), or a sentence saying what is missing."""
+    from probe.runs import figures as figs
 
     fig_dir = folder / FIGURES
-    made: list[tuple[str, Path]] = []
+    made: list = []
     try:
-        plots.pyplot()
+        figs.pyplot()
     except ProbeError as exc:
-        return [], str(exc)
+        return [f"Figures omitted: {exc}."]
     fig_dir.mkdir(parents=True, exist_ok=True)
-    points = distortion_points(rows)
-    if any(p["accuracy"] is not None and p["mean_l2"] is not None for p in points):
-        path = plots.plot_distortion_accuracy(points, fig_dir / "distortion_accuracy.png")
-        plots.write_json(path.with_suffix(".json"), {"figure": "distortion_accuracy", "points": points})
-        made.append(("Fig. 5: L2 distortion against the defended model's clean accuracy", path))
+    curves = figs.robust_curves(groups, eps)
+    made.append(("figure", "Robust accuracy against eps, per attack and for the best of them (95% band)",
+                 figs.plot_robust_eps(curves, labels, fig_dir / "robust_accuracy_eps.png")))
+    with_traj = {cid: recs for cid, recs in groups.items() if robust.has_trajectory(recs)}
+    if with_traj:
+        data = {cid: {norm: robust.over_queries(recs, norm, eps[norm][0]) for norm in eps}
+                for cid, recs in with_traj.items()}
+        made.append(("figure", "Robust accuracy at the headline eps and median distortion against the queries spent",
+                     figs.plot_robust_queries(data, labels, fig_dir / "robust_accuracy_queries.png")))
+    else:
+        made.append("No robust-accuracy-vs-queries figure: the records hold no `trajectory` (older runs).")
+    if len({r["sigma"] for r in rows}) > 1:
+        points = distortion_points(rows)
+        if any(p["accuracy"] is not None and p["mean_l2"] is not None for p in points):
+            path = figs.plot_distortion_accuracy(points, fig_dir / "distortion_accuracy.png")
+            figs.write_json(path.with_suffix(".json"), {"figure": "distortion_accuracy", "points": points})
+            made.append(("figure", "Fig. 5: L2 distortion against the defended model's clean accuracy", path))
     if runs:
-        path = plots.plot_certified_accuracy(list(runs.values()), fig_dir / "certified_accuracy.png")
-        made.append(("Fig. 4: certified accuracy (CERTIFY) per sigma", path))
-    known = {p.name for _, p in made}
-    for png in sorted(fig_dir.glob("*.png")):
-        if png.name not in known:
-            made.append((png.stem.replace("_", " "), png))
-    return made, None
+        path = figs.plot_certified_accuracy(list(runs.values()), fig_dir / "certified_accuracy.png")
+        made.append(("figure", "Fig. 4: certified accuracy (CERTIFY) per sigma", path))
+    return made
 
 
-def _table(headers: list[str], body: list[list[str]]) -> dict:
-    return {"headers": headers, "rows": body}
-
-
-def build_report(folder: Path, title: str | None = None) -> dict[str, Path]:
-    """Write ``report.md`` and ``report.html`` into ``folder``; returns their paths."""
-    folder = Path(folder)
-    records, configs, cert, status = load_results_dir(folder)
-    rows = summarize_sweep(records, configs)
-    runs = certification_runs(cert) if cert else {}
-    figures, figure_note = _figures(folder, rows, runs)
-    title = title or f"probe report: {status.get('name', folder.name)}"
-
-    sections: list[tuple[str, list]] = []
-    intro = [
-        f"{len(records)} results, {len({r['config'] for r in rows})} configurations, "
-        f"attacks: {', '.join(dict.fromkeys(r['attack'] for r in rows))}."
-    ]
-    if status.get("status") and status["status"] != "finished":
-        intro.append(f"Sweep status: **{status['status']}** (the tables hold the jobs finished so far).")
-    sections.append(("Summary", intro))
-
-    fig_items: list = [("figure", caption, path) for caption, path in figures]
-    if figure_note:
-        fig_items.append(f"Figures omitted: {figure_note}.")
-    sections.append(("Figures", fig_items or ["No figure (no successful attack with a known accuracy)."]))
-
+def _results_table(rows: list[dict]) -> dict:
     body = [
         [r["label"], r["attack"], f"{r['successes']}/{r['attacked']}", _pct(r["success_rate"]), _f(r["mean_l2"]),
          _f(r["median_l2"]), _f(r["mean_linf"], 4), _f(r["median_linf"], 4), _f(r["mean_queries"], 0),
@@ -164,15 +171,10 @@ def build_report(folder: Path, title: str | None = None) -> dict[str, Path]:
     ]
     headers = ["configuration", "attack", "successes", "rate", "mean L2", "median L2", "mean Linf", "median Linf",
                "mean queries", "defended acc.", "plain acc.", "median L2 / radius", "below eq. 6"]
-    sections.append(("Results per configuration", [
-        "Distortions are of the successful adversarials (found, and p_adv >= P_a on fresh evaluations), "
-        "in [0,1] pixel space. Defended accuracy: the mean, over the clean images, of the fraction "
-        "of fresh majority votes of g(sigma, n) that give the true label. Median L2 / radius: per "
-        "success, its distortion over the CERTIFY radius of its original (the paper: at least 30x); "
-        "below eq. 6: distortions under eq. (6)'s lower bound (any is a bug or an unsound certificate).",
-        _table(headers, body),
-    ]))
+    return {"headers": headers, "rows": body}
 
+
+def _certified_section(rows: list[dict], runs: dict, records: list[dict]) -> list | None:
     if runs:
         comparison = certified_vs_practical(rows, runs)
         cert_rows = [[f"{m or '-'}", f"{s:g}", f"n0={v['n0']} n={v['n']} alpha={v['alpha']:g}",
@@ -185,95 +187,112 @@ def build_report(folder: Path, title: str | None = None) -> dict[str, Path]:
             f"({'at least' if min(ratios) >= PAPER_RATIO else 'below'} the paper's {PAPER_RATIO:.0f}x)."
             if ratios else "No ratio could be computed (no success or no certified image)."
         )
-        sections.append(("Certified radii vs practical distortions", [
+        return [
             "CERTIFY (Cohen et al.) per image; radii of the images certified correct. "
             "The paper finds practical distortions at least 30 times the certified radii.",
-            _table(["model", "sigma", "certification", "certified", "median radius (certified)",
-                    "median radius (all, 0 if not)", "certified acc. r=0"], cert_rows),
-            _table(["configuration", "attack", "median L2", "median certified radius", "ratio"],
-                   [[c["label"], c["attack"], _f(c["median_l2"]), _f(c["median_certified_radius"], 4),
-                     "-" if c["ratio"] is None else f"{c['ratio']:.1f}x"] for c in comparison]),
+            {"headers": ["model", "sigma", "certification", "certified", "median radius (certified)",
+                         "median radius (all, 0 if not)", "certified acc. r=0"], "rows": cert_rows},
+            {"headers": ["configuration", "attack", "median L2", "median certified radius", "ratio"],
+             "rows": [[c["label"], c["attack"], _f(c["median_l2"]), _f(c["median_certified_radius"], 4),
+                       "-" if c["ratio"] is None else f"{c['ratio']:.1f}x"] for c in comparison]},
             verdict,
-        ]))
-    else:
-        sections.append(("Certified radii vs practical distortions", [
-            "Absent: this folder holds no certification results (certify.jsonl). Run the sweep with "
-            "`certify = true` (or `certify = { n0 = 100, n = 1000, alpha = 0.001 }`) to compare them.",
-        ]))
+        ]
+    if any((r.get("certified_radius") or 0) > 0 for r in records):
+        return [
+            "CERTIFY ran on each original: the median, over the adversarial points, of their L2 distortion over "
+            "the certified radius of their original (the paper: at least 30x; below 1 would contradict the certificate).",
+            {"headers": ["configuration", "attack", "median L2", "median L2 / radius"],
+             "rows": [[r["label"], r["attack"], _f(r["median_l2"]), _f(r.get("median_l2_over_radius"), 1)]
+                      for r in rows]},
+        ]
+    return None
 
-    soft = status.get("versions") or versions()
-    settings = [
-        _table(["setting", "value"], [[k, json.dumps(v) if not isinstance(v, str) else v]
-                                      for k, v in (status.get("source") or {}).items()]),
-        _table(["software", "version"], [[k, v] for k, v in soft.items()]),
-    ]
-    if status.get("providers"):
-        settings.append(_table(["model", "providers"], [[m, ", ".join(p)] for m, p in status["providers"].items()]))
+
+def build_report(folder: Path, title: str | None = None, eps_specs: list[str] | None = None) -> dict[str, Path]:
+    """Write ``report.md`` and ``report.html`` into ``folder``; returns their paths."""
+    folder = Path(folder)
+    records, configs, cert, status = load_results_dir(folder)
+    run, summary = robust.read_json(folder / RUN), robust.read_json(folder / "summary.json")
+    eps = robust.folder_eps(folder, records, eps_specs)
+    rows = summarize_sweep(records, configs)
+    labels = {r["config"]: r["label"] for r in rows}
+    groups = robust.group_configs(records)
+    runs = certification_runs(cert) if cert else {}
+    fig_items = _figures(folder, groups, labels, eps, rows, runs)
+    title = title or f"probe report: {status.get('name', folder.name)}"
+    sources = [str(s) for s in ((status.get("source") or {}).get("images") or [])]
+    if isinstance((status.get("source") or {}).get("images"), str):
+        sources = [status["source"]["images"]]
+
+    answer: list = []
+    for cid, recs in groups.items():
+        if len(groups) > 1:
+            answer.append(f"**{labels.get(cid, cid)}**")
+        answer += [("headline", robust.headline(recs, eps)), answer_table(recs, eps)]
+    answer.append(robust.GOOD_BAD + " Distortions are in [0, 1] pixels over the whole image.")
+    if status.get("status") and status["status"] != "finished":
+        answer.append(f"Sweep status: **{status['status']}** (the tables hold the jobs finished so far).")
+    sections: list[tuple[str, list]] = [("The answer", answer)]
+    sections.append(("Figures", fig_items))
+
+    counts: list = []
+    images: list = []
+    for i, (cid, recs) in enumerate(groups.items()):
+        label = f"**{labels.get(cid, cid)}**"
+        pa = recs[0].get("pa")
+        counts += ([label] if len(groups) > 1 else []) + [{"headers": COUNT_HEADERS, "rows": counts_rows(recs, pa)}]
+        headers, body = image_rows(folder, recs, f"c{i}", sources, run.get("model") or summary.get("model"),
+                                   run.get("images"))
+        images += ([label] if len(groups) > 1 else []) + [{"headers": headers, "rows": body}]
+        total = len({r["image"] for r in recs})
+        if total > len(body):
+            images.append(f"The first {len(body)} of {total} images; every one is in results.jsonl.")
+        skipped = {r["image"]: r["skipped"] for r in recs if r.get("skipped")}
+        if skipped:
+            images.append("Skipped: " + "; ".join(f"{k} ({why})" for k, why in skipped.items()) + ".")
+    sections.append(("Counts", counts + [
+        "Misclassified images were not attacked and count as not robust. 8-bit failures: points adversarial "
+        "as float32 but not once rounded to 8-bit pixels."]))
+    sections.append(("Per image", [
+        "The closest adversarial of each image (the smallest L2 among the points judged adversarial, else among "
+        "all found); the perturbation is shown as grey + factor x (adversarial - original), the factor stated "
+        "under it. One line per attack in the columns on the right.", *images]))
+    sections.append(("Distortions per configuration", [
+        "Distortions are of the successful adversarials (verdict adversarial), in [0,1] pixel space. "
+        "Defended accuracy: the mean, over the clean images, of the fraction of fresh majority votes of "
+        "g(sigma, n) that give the true label. Median L2 / radius: per success, its distortion over the "
+        "CERTIFY radius of its original (the paper: at least 30x); below eq. 6: distortions under eq. (6)'s "
+        "lower bound (any is a bug or an unsound certificate).",
+        _results_table(rows),
+    ]))
+    certified = _certified_section(rows, runs, records)
+    sections.append(("Certified radii vs practical distortions", certified or [
+        "Absent: CERTIFY did not run (a sweep with `certify = true`, or `probe attack --certify-n N` under "
+        "smoothing, compares them)."]))
+    what: list = []
+    for cid, recs in groups.items():
+        if len(groups) > 1:
+            what.append(f"**{labels.get(cid, cid)}**")
+        what.append({"headers": ["what", "value"], "rows": run_rows(recs, run, summary, status), "plain": True})
+    soft = status.get("versions") or summary.get("versions")
+    what.append({"headers": ["software", "version"], "plain": True,
+                 "rows": [[k, v] for k, v in (soft or versions()).items()]})
+    if not soft:
+        what.append("Versions: those of the software that wrote this report (the run did not store its own).")
+    if status.get("source"):
+        what.append({"headers": ["setting", "value"], "plain": True,
+                     "rows": [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in status["source"].items()]})
     if status.get("seconds") is not None:
-        settings.append(f"Last run: {status.get('started', '?')} to {status.get('finished', '?')}, "
-                        f"{status['seconds']:.0f} s, status {status.get('status', '?')}.")
-    sections.append(("Settings and versions", settings))
+        what.append(f"Last run: {status.get('started', '?')} to {status.get('finished', '?')}, "
+                    f"{status['seconds']:.0f} s, status {status.get('status', '?')}.")
+    sections.append(("What was run", what))
+    sections.append(("Glossary", GLOSSARY))
 
     md_path, html_path = folder / "report.md", folder / "report.html"
     try:
-        md_path.write_text(_markdown(title, sections, folder), encoding="utf-8")
-        html_path.write_text(_html(title, sections), encoding="utf-8")
+        md_path.write_text(render.markdown(title, sections, folder), encoding="utf-8")
+        html_path.write_text(render.page(title, sections), encoding="utf-8")
     except OSError as exc:
         raise ProbeError(f"cannot write the report in {folder}: {exc.strerror or exc}") from None
-    return {"markdown": md_path, "html": html_path, **{f"figure{i}": p for i, (_, p) in enumerate(figures)}}
-
-
-def _markdown(title: str, sections, folder: Path) -> str:
-    lines = [f"# {title}", ""]
-    for name, items in sections:
-        lines += [f"## {name}", ""]
-        for item in items:
-            if isinstance(item, str):
-                lines += [item, ""]
-            elif isinstance(item, tuple):
-                _, caption, path = item
-                rel = Path(path).resolve().relative_to(folder.resolve()) if folder.resolve() in Path(path).resolve().parents else path
-                lines += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
-            else:
-                lines.append("| " + " | ".join(item["headers"]) + " |")
-                lines.append("|" + "---|" * len(item["headers"]))
-                lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in item["rows"]]
-                lines.append("")
-    return "\n".join(lines)
-
-
-def _inline(text: str) -> str:
-    """Escape, then render **bold** and `code` as the Markdown does."""
-    out = html.escape(text)
-    parts = out.split("**")
-    out = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-    parts = out.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def _html(title: str, sections) -> str:
-    css = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{font-style:italic}"
-    )
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
-    for name, items in sections:
-        parts.append(f"<h2>{html.escape(name)}</h2>")
-        for item in items:
-            if isinstance(item, str):
-                parts.append(f"<p>{_inline(item)}</p>")
-            elif isinstance(item, tuple):
-                _, caption, path = item
-                data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-                parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-            else:
-                head = "".join(f"<th>{html.escape(h)}</th>" for h in item["headers"])
-                body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                               for row in item["rows"])
-                parts.append(f"<table><tr>{head}</tr>{body}</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    drawn = [item[2] for item in fig_items if isinstance(item, tuple)]
+    return {"markdown": md_path, "html": html_path, **{f"figure{i}": path for i, path in enumerate(drawn)}}

@@ -110,19 +110,18 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def save_adversarial(
     folder: Path, stem: str, x0: np.ndarray, x_adv: np.ndarray, *, amplify: float | None = None, suffix: str = "adv"
 ) -> Path:
-    """Save the adversarial PNG and a side-by-side original | adversarial | amplified difference.
+    """Save the adversarial PNG and a labelled side-by-side original | adversarial | amplified
+    perturbation (``{stem}_compare.png``, each picture at least 192 px, the amplification stated).
 
-    The difference is shown as 0.5 + amplify * (x_adv - x0), amplify chosen so the
-    largest change spans half the range unless given. Returns the adversarial PNG path.
+    The perturbation is shown as 0.5 + amplify * (x_adv - x0), amplify chosen so the largest
+    change spans half the range unless given. Returns the adversarial PNG path.
     (The PNG is 8-bit: re-reading it rounds each pixel by at most 1/510.)
     """
-    diff = x_adv - x0
-    peak = float(np.max(np.abs(diff))) or 1.0
-    amplify = amplify or 0.5 / peak
-    panel = np.concatenate([to_uint8(x0), to_uint8(x_adv), to_uint8(0.5 + amplify * diff)], axis=1)
+    from probe.runs.thumbs import compare_panel
+
     adv_path = folder / f"{stem}_{suffix}.png"
     Image.fromarray(to_uint8(x_adv)).save(adv_path)
-    Image.fromarray(panel).save(folder / f"{stem}_compare.png")
+    compare_panel(x0, x_adv, amplify=amplify).save(folder / f"{stem}_compare.png")
     return adv_path
 
 
@@ -262,10 +261,13 @@ def load_results_dir(folder: Path) -> tuple[list[dict], dict[str, dict], list[di
 
 
 def record_config(record: dict) -> str:
-    """The configuration id of a record (records of `probe attack` get one from their parameters)."""
+    """The configuration id of a record (records of `probe attack` get one from their parameters).
+
+    The attack's norm is no part of it: the attacks of one run (HSJA in L2, RayS in Linf) are one
+    configuration, whose best-of-the-attacks robust accuracy covers them all."""
     if record.get("config"):
         return record["config"]
-    return config_id({k: record.get(k) for k in ("model", "sigma", "n", "pa", "budget", "norm", "seed")})
+    return config_id({k: record.get(k) for k in ("model", "sigma", "n", "pa", "budget", "seed")})
 
 
 def strip_timing(record: dict) -> dict:
