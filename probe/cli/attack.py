@@ -44,7 +44,9 @@ def attack(
     attack_name: Annotated[
         str,
         typer.Option(
-            "--attack", "-a", help="Comma list of hsja, surfree, rays, cgba, popskipjump, psj, or all (default: the paper's three)."
+            "--attack",
+            "-a",
+            help="Comma list of hsja, surfree, rays, cgba, popskipjump, psj, or all (default: the paper's three).",
         ),
     ] = "hsja,surfree,rays",
     norm: Annotated[str, typer.Option("--norm", help="l2 or linf (HSJA; SurFree is L2, RayS Linf).")] = "l2",
