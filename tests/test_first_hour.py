@@ -77,12 +77,12 @@ def _start_and_signal(lin, out: Path, sig: int, ignore_sigint: bool) -> subproce
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
 
-@pytest.mark.parametrize("sig, ignore_sigint", [(signal.SIGTERM, False), (signal.SIGINT, True)])
-def test_sigterm_and_an_inherited_ignored_sigint_stop_cleanly(make_linear, tmp_path, sig, ignore_sigint):
+@pytest.mark.parametrize("sig, ignore_sigint, code", [(signal.SIGTERM, False, 143), (signal.SIGINT, True, 130)])
+def test_sigterm_and_an_inherited_ignored_sigint_stop_cleanly(make_linear, tmp_path, sig, ignore_sigint, code):
     lin = make_linear((3, 8, 8), seed=1, images=2, image_seed=4)
     out = tmp_path / "sig"
     result = _start_and_signal(lin, out, sig, ignore_sigint)
-    assert result.returncode == 130, result.stderr
+    assert result.returncode == code, result.stderr  # 128 + the signal, as a shell reports it
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and "Traceback" not in result.stderr
 

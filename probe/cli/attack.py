@@ -7,7 +7,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.progress import (
     BarColumn,
@@ -31,7 +30,7 @@ from probe.cli.options import (
     require,
 )
 from probe.cli.output import emit_json, err, escape, fmt, out
-from probe.interrupt import stop_at_checkpoints
+from probe.interrupt import exit_code, stop_at_checkpoints
 from probe.validate import check_int, check_n, check_pa, check_sigma
 
 
@@ -102,22 +101,15 @@ def attack(
     as_json: JsonOpt = False,
 ) -> None:
     """Attack each image with HSJA, SurFree, RayS, CGBA and/or PSJ through the query-only (smoothed) oracle."""
-    from probe.attacks import ATTACKS
-    from probe.attacks.presets import AttackSettings, parse_options
-    from probe.oracle import RULES
-    from probe.runs.campaign import AttackConfig
-    from probe.runs.results import locked, start_run
-    from probe.smoothing import SmoothedClassifier
+    from probe.cli import checks  # the arguments first: nothing heavy is imported before they pass
 
     if list_options:
         _print_options(as_json)
         return
-    names = tuple(ATTACKS) if attack_name == "all" else tuple(a.strip().lower() for a in attack_name.split(","))
-    unknown = [a for a in names if a not in ATTACKS]
-    require(not unknown, f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)} or all")
-    require(criterion in RULES, f"--criterion must be one of {', '.join(RULES)}, got {criterion!r}")
-    options = parse_options(attack_option or [], tuple(ATTACKS))
-    settings = AttackSettings(preset=preset, options=options)
+    names = checks.attack_names(attack_name)
+    checks.choice("--criterion", criterion, checks.CRITERIA)
+    checks.choice("--preset", preset, checks.PRESET_NAMES)
+    checks.attack_option_targets(attack_option or [], names)
     require(norm in ("l2", "linf"), f"--norm must be l2 or linf, got {norm!r}")
     check_sigma(sigma, name="--sigma")
     check_n(n, name="--n")
@@ -130,6 +122,18 @@ def attack(
     require(not save_images or out_dir is not None, "--save-images needs --out DIR")
     require(not (resume or overwrite) or out_dir is not None, "--resume and --overwrite need --out DIR")
     require(not (resume and overwrite), "give --resume or --overwrite, not both")
+    checks.model_overrides(model_options)
+
+    from probe.attacks import ATTACKS, resolve_norm
+    from probe.attacks.presets import AttackSettings, build_attack, parse_options
+
+    settings = AttackSettings(preset=preset, options=parse_options(attack_option or [], tuple(ATTACKS)))
+    for name in names:  # option names and values are the attacks' to judge: before the model opens
+        build_attack(name, norm=resolve_norm(name, norm), settings=settings)
+    from probe.runs.campaign import AttackConfig
+    from probe.runs.results import locked, start_run
+    from probe.smoothing import SmoothedClassifier
+
     runtime = model_options.open()
     require(
         targeted is None or 0 <= targeted < runtime.num_classes,
@@ -159,6 +163,8 @@ def attack(
 def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, kept: list[dict], as_json: bool,
          summary_extra: dict, max_jobs: int | None = None) -> None:  # fmt: skip
     """Attack, write records as they arrive, then the summary (also after Ctrl-C or SIGTERM)."""
+    import numpy as np
+
     from probe.runs.campaign import attack_images, clean_labels
     from probe.runs.results import RESULTS, ResultsWriter, save_record_array, save_record_image, write_json
     from probe.runs.summary import summarize
@@ -270,7 +276,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     if interrupted:
         where = f" in {out_dir}" if out_dir else ""
         err.print(f"[yellow]interrupted:[/] kept {len(records)} finished results{escape(where)}")
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code())  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 def _reasons(records: list[dict]) -> dict[str, int]:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from probe.cli.options import JsonOpt, require
 from probe.cli.output import emit_json, err, escape, fmt, out
-from probe.interrupt import stop_at_checkpoints
+from probe.interrupt import exit_code, stop_at_checkpoints
 
 
 def sweep(
@@ -105,7 +105,7 @@ def sweep(
         err.print(
             f"[yellow]interrupted:[/] finished jobs are in {escape(out_dir / RESULTS)}; run the same command to resume"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code())  # 130 after Ctrl-C, 143 after SIGTERM
     records, configs, _, _ = load_results_dir(out_dir)
     rows = summarize_sweep(records, configs)
     err.print(f"{outcome.written} new results, {outcome.skipped_jobs} jobs already done, {outcome.seconds:.1f} s")

@@ -1,0 +1,101 @@
+"""Argument checks that need nothing heavy: the parse path of the command line.
+
+A command checks its arguments here before it imports ONNX, ONNX Runtime, SciPy or the
+attacks, so that a bad flag answers at once. The names below mirror the libraries'
+registries (``probe.attacks.ATTACKS``, ``probe.oracle.RULES``,
+``probe.attacks.presets.PRESETS``); ``tests/test_cli_fast.py`` holds them equal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from probe.errors import ProbeError
+
+#: probe.attacks.ATTACKS, in its order
+ATTACK_NAMES = ("hsja", "surfree", "rays", "cgba", "psj")
+#: probe.oracle.RULES
+CRITERIA = ("label", "paper")
+#: probe.attacks.presets.PRESETS
+PRESET_NAMES = ("probe", "paper")
+#: what --plot can write: the formats every matplotlib >= 3.7 writes without extra packages
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".gif")
+
+
+def attack_names(text: str) -> tuple[str, ...]:
+    """``--attack``: a comma list of attacks, or ``all``."""
+    if text.strip().lower() == "all":
+        return ATTACK_NAMES
+    names = tuple(a.strip().lower() for a in text.split(","))
+    unknown = [a for a in names if a not in ATTACK_NAMES]
+    if unknown:
+        raise ProbeError(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACK_NAMES)} or all")
+    return names
+
+
+def attack_option_targets(texts: list[str], names: tuple[str, ...]) -> None:
+    """``--attack-option ATTACK.NAME=VALUE``: the form, and an attack that this run runs
+    (an option of an attack left out would be silently ignored). Names and values are the
+    attacks' own business (:func:`probe.attacks.presets.build_attack`)."""
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        attack, dot, name = key.strip().partition(".")
+        attack = attack.lower()
+        if not sep or not dot or not name.strip() or not raw.strip():
+            raise ProbeError(f"an attack option is ATTACK.NAME=VALUE (e.g. hsja.memory=0), got {text!r}")
+        if attack == "confirm":
+            continue
+        if attack not in ATTACK_NAMES:
+            raise ProbeError(f"unknown attack {attack!r} in option {text!r}; choose from {', '.join(ATTACK_NAMES)}")
+        if attack not in names:
+            raise ProbeError(
+                f"option {text!r} is for {attack}, which this run does not attack with "
+                f"(--attack {','.join(names)}): add {attack} to --attack or drop the option"
+            )
+
+
+def choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise ProbeError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def plot_path(path: Path | None, flag: str = "--plot") -> Path | None:
+    """A figure's file name, checked before the work that it would show: a format that
+    matplotlib writes, a folder that exists, and matplotlib installed (not imported)."""
+    if path is None:
+        return None
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ProbeError(f"{flag} must name a {'/'.join(s[1:] for s in PLOT_SUFFIXES)} file, got {str(path)!r}")
+    folder = path.expanduser().parent
+    if not folder.is_dir():
+        raise ProbeError(f"{flag} {str(path)!r}: no such folder {str(folder)!r}")
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ProbeError(f"{flag} needs the plot extra: pip install 'probe[plot]'")
+    return path
+
+
+def model_overrides(options) -> dict[str, Any]:
+    """The input-convention overrides of :class:`probe.cli.options.ModelOptions`, checked (and
+    ``--batch-size``) without opening or importing anything heavy."""
+    from probe.cli.options import parse_batch_size, parse_floats, parse_size
+    from probe.spec import InputSpec
+
+    overrides = {
+        "layout": options.layout.upper() if options.layout else None,
+        "channels": options.channels.upper() if options.channels else None,
+        "scale": options.scale,
+        "mean": parse_floats(options.mean, "mean"),
+        "std": parse_floats(options.std, "std"),
+        "size": parse_size(options.size),
+    }
+    try:
+        InputSpec().with_overrides(**overrides)
+    except ProbeError as exc:  # "layout must be NCHW or NHWC, got 'X'": name the flag
+        raise ProbeError(f"--{exc}") from None
+    parse_batch_size(options.batch_size)
+    return overrides
