@@ -204,4 +204,6 @@ def test_ctrl_c_keeps_finished_results(lin, tmp_path):
     kept = [json.loads(line) for line in results.read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["results"] == len(kept) >= 1
+    # the misclassified image's record came first: the rows' accuracy is still the run's, over every image
+    assert all(row["defended_accuracy"] == summary["defended_accuracy"] > 0 for row in summary["attacks"].values())
     assert "interrupted" in stderr and "Traceback" not in stderr

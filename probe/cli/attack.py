@@ -130,6 +130,7 @@ def attack(
     settings = AttackSettings(preset=preset, options=parse_options(attack_option or [], tuple(ATTACKS)))
     for name in names:  # option names and values are the attacks' to judge: before the model opens
         build_attack(name, norm=resolve_norm(name, norm), settings=settings)
+    from probe.cli.sanity import require_finite_outputs
     from probe.runs.campaign import AttackConfig
     from probe.runs.results import locked, start_run
     from probe.smoothing import SmoothedClassifier
@@ -140,6 +141,7 @@ def attack(
         f"--targeted must be a class in [0, {runtime.num_classes})",
     )
     data = image_options.open(runtime, model_options.model)
+    require_finite_outputs(runtime, data)  # NaN logits would read as a robust model
     classifier = SmoothedClassifier(runtime, sigma, n, early_stop=not full_votes)
     config = AttackConfig(
         attacks=names, norm=norm, pa=pa, budget=budget, seed=seed, targeted=targeted, criterion=criterion,
@@ -155,6 +157,8 @@ def attack(
              max_jobs=max_jobs)  # fmt: skip
         return
     with locked(out_dir):
+        if resume:
+            checks.refuse_other_settings(out_dir, settings_doc)  # names the settings that differ
         kept = start_run(out_dir, settings_doc, resume=resume, overwrite=overwrite)
         _run(classifier, data, config, out_dir=out_dir, save_images=save_images, kept=kept, as_json=as_json,
              summary_extra={}, max_jobs=max_jobs)  # fmt: skip
@@ -256,7 +260,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "seconds": round(time.perf_counter() - started, 2),
         "inferences": runtime.inferences,
         "defended_accuracy": accuracy,
-        "attacks": summarize(records),
+        "attacks": _same_accuracy(summarize(records), accuracy),
         "skipped_reasons": _reasons(records),
         "endpoint_budget_spent": sum(1 for r in records if r.get("stopped") or r.get("verdict")),
         "dimension": int(np.prod(runtime.input_shape)),
@@ -277,6 +281,16 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         where = f" in {out_dir}" if out_dir else ""
         err.print(f"[yellow]interrupted:[/] kept {len(records)} finished results{escape(where)}")
         raise typer.Exit(exit_code())  # 130 after Ctrl-C, 143 after SIGTERM
+
+
+def _same_accuracy(rows: dict[str, dict], accuracy: float | None) -> dict[str, dict]:
+    """Every attack's row gets the run's defended accuracy (all images' clean labels), not the
+    mean over the images that have records, which after Ctrl-C may be only the misclassified
+    ones, written first (0.0 beside 0.9)."""
+    if accuracy is not None:
+        for row in rows.values():
+            row["defended_accuracy"] = accuracy
+    return rows
 
 
 def _reasons(records: list[dict]) -> dict[str, int]:

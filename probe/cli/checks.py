@@ -99,3 +99,49 @@ def model_overrides(options) -> dict[str, Any]:
         raise ProbeError(f"--{exc}") from None
     parse_batch_size(options.batch_size)
     return overrides
+
+
+def _differences(stored: Any, given: Any, key: str = "") -> list[str]:
+    """The settings (dotted keys) whose values differ between two JSON documents."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        return [d for k in dict.fromkeys([*stored, *given]) for d in
+                _differences(stored.get(k), given.get(k), f"{key}.{k}" if key else k)]  # fmt: skip
+    return [] if stored == given else [key]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list) and len(value) > 3:
+        return f"{len(value)} items [{', '.join(map(repr, value[:2]))}, ...]"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def refuse_other_settings(folder: Path, settings: dict, run_file: str = "run.json") -> None:
+    """``--resume``: a ProbeError naming each setting that differs from the run in ``folder``
+    (its ``run.json``), with both values; nothing when they agree or there is no run there."""
+    import json
+
+    from probe.runs.results import json_default
+
+    path = Path(folder) / run_file
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the store's own check reports an unreadable run.json
+    given = json.loads(json.dumps(settings, default=json_default))
+    differ = _differences(stored, given)
+    if differ:
+        shown = "; ".join(
+            f"{k.removeprefix('config.')} {_shown(_get(given, k))} here, {_shown(_get(stored, k))} in {run_file}"
+            for k in differ[:4]
+        )
+        more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
+        raise ProbeError(f"--resume: {folder} holds a run with other settings: {shown}{more}; use another folder")
+
+
+def _get(doc: Any, key: str) -> Any:
+    for part in key.split("."):
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc

@@ -64,6 +64,9 @@ def _predictions(
     data = image_options.open(runtime, model_options.model)
     if need_labels:
         require(data.has_labels, "accuracy needs labels for every image (labels.csv, --labels or ImageNet val names)")
+    from probe.cli.sanity import require_finite_outputs
+
+    require_finite_outputs(runtime, data)
     classifier = SmoothedClassifier(runtime, sigma, n)
     with progress_bar(title, len(data)) as advance:
         records = predict_images(classifier, data, alpha=alpha, seed=seed, progress=advance)
@@ -196,6 +199,9 @@ def certify(
 
     runtime = model_options.open()
     data = image_options.open(runtime, model_options.model)
+    from probe.cli.sanity import require_finite_outputs
+
+    require_finite_outputs(runtime, data)
     runs = []
     for s_ in sigma:
         classifier = SmoothedClassifier(runtime, s_, n)

@@ -385,4 +385,8 @@ def load_sweep(path: Path) -> Sweep:
         raise ProbeError(f"{path} is not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProbeError(f"cannot read {path}: {exc}") from None
+    tables = [data, *(t for t in data.get("extra", []) if isinstance(t, dict))]
+    if not any(key in t for t in tables for key in ("models", "model", "images")):  # an empty file, a typo
+        raise ProbeError(f"{path} names no models and no images: the defaults would attack efficientnet-lite0's 20 "
+                         "samples with hsja, surfree and rays, 2,000 queries each; write models = [...] to run a sweep")
     return parse_sweep(data, path.parent, path.name)
