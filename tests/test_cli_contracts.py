@@ -3,7 +3,9 @@ exit code 2 before any work, never a traceback, a silent default or a meaningles
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -83,3 +85,35 @@ def test_the_summary_reports_the_top_level_defended_accuracy(lin, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["defended_accuracy"] == 1.0
     assert "clean accuracy of the defended model: 1.000" in result.stdout
+
+
+class _HtmlPage(http.server.BaseHTTPRequestHandler):
+    """What a proxy or a login page answers to anything: 200, text/html."""
+
+    def _page(self) -> None:
+        body = b"<html><body>please log in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _page
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("protocol", ["v2", "probe"])
+def test_an_endpoint_that_answers_html_is_one_error_line(protocol):
+    pytest.importorskip("httpx")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for command in (["info"], ["attack", "--limit", "1", "--budget", "10"]):
+            result = run_entry(*command, "--endpoint", url, "--protocol", protocol, "--model", "m")
+            _one_error_line(result, "the answer is not JSON")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -55,6 +55,9 @@ BAD_ARGUMENTS = [
     (["certify", "--plot", "/no/such/folder/cert.png"], "no such folder"),
     (["certify", "--radii", "a"], "--radii expects comma-separated numbers"),
     (["info", "--std", "1,0,1"], "--std values must be positive"),
+    (["info", "--endpoint", "http://[::1"], "--endpoint must be an http:// or https:// URL, got 'http://[::1'"),
+    (["attack", "--endpoint", "http://h:99999"], "Port out of range"),
+    (["predict", "--endpoint", "ftp://h"], "--endpoint must be an http:// or https:// URL"),
     (["nosuch"], "No such command 'nosuch'"),
 ]
 

@@ -98,7 +98,23 @@ def model_overrides(options) -> dict[str, Any]:
     except ProbeError as exc:  # "layout must be NCHW or NHWC, got 'X'": name the flag
         raise ProbeError(f"--{exc}") from None
     parse_batch_size(options.batch_size)
+    if options.endpoint is not None:
+        endpoint_url(options.endpoint)
     return overrides
+
+
+def endpoint_url(url: str) -> str:
+    """``--endpoint``: an http:// or https:// URL that parses (``http://[::1`` does not)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not a number in 0..65535 raises here)
+    except ValueError as exc:
+        raise ProbeError(f"--endpoint must be an http:// or https:// URL, got {url!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProbeError(f"--endpoint must be an http:// or https:// URL, got {url!r}")
+    return url
 
 
 def _differences(stored: Any, given: Any, key: str = "") -> list[str]:

@@ -69,7 +69,13 @@ class ModelOptions:
             from probe.remote.client import open_endpoint
 
             batch = parse_batch_size(self.batch_size)  # no local model to time: auto means 64 points
-            return open_endpoint(dataclasses.replace(self, batch_size=64 if batch == "auto" else batch), overrides)
+            try:
+                return open_endpoint(dataclasses.replace(self, batch_size=64 if batch == "auto" else batch), overrides)
+            except ValueError as exc:  # not a ProbeError: an answer that is not JSON (an HTML page) and the like
+                if isinstance(exc, ProbeError):
+                    raise
+                what = "not JSON (a proxy's or a login page?)" if type(exc).__name__ == "JSONDecodeError" else "unusable"
+                raise ProbeError(f"--endpoint {self.endpoint}: the answer is {what}: {exc}") from None
         require(not (self.defended or self.api_key or self.header), "--defended, --api-key and --header need --endpoint")
         path = resolve_model(self.model or DEFAULT_MODEL)
         batch = parse_batch_size(self.batch_size)
