@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from probe.errors import ProbeError
 from probe.validate import check_int
@@ -337,7 +337,7 @@ def load_images(
     for path, name in zip(paths, names):
         try:
             arrays.append(load_image(path, size, crop_fraction))
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+        except Exception as exc:  # a damaged file: PIL raises OSError, SyntaxError, EOFError, zlib.error ...
             skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             continue
         ids.append(name)
