@@ -58,6 +58,17 @@ BAD_ARGUMENTS = [
     (["info", "--endpoint", "http://[::1"], "--endpoint must be an http:// or https:// URL, got 'http://[::1'"),
     (["attack", "--endpoint", "http://h:99999"], "Port out of range"),
     (["predict", "--endpoint", "ftp://h"], "--endpoint must be an http:// or https:// URL"),
+    (["profile", "--sigma", "-1"], "--sigma must be in (0.0, inf)"),
+    (["profile", "--out", "x.jpg"], "--out must name a .png file"),
+    (["slice", "--grid", "0"], "--grid must be an integer in [2, inf]"),
+    (["bsearch", "--n", "0"], "--n must be an integer"),
+    (["bench", "--images", "0"], "--images must be an integer"),
+    (["serve", "--seed", "-1"], "--seed must be an integer in [0, inf]"),
+    (["serve", "--port", "70000"], "--port"),
+    (["sweep", "/no/such/sweep.toml", "--out", "/no/such/out"], "no such sweep file"),
+    (["sweep", "x.toml", "--out", "o", "--ray-cpus", "2"], "--ray-cpus needs --ray"),
+    (["report", "/no/such/results"], "no such results folder"),
+    (["check", "/no/such/results", "--min-accuracy", "2"], "--min-accuracy must be in [0, 1]"),
     (["nosuch"], "No such command 'nosuch'"),
 ]
 

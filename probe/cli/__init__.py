@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -69,10 +69,10 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[
-        Optional[bool],
+    version: Annotated[  # a plain bool: Typer coerces it without importing pydantic
+        bool,
         typer.Option("--version", is_eager=True, callback=_print_version, help="Print probe's version and exit."),
-    ] = None,
+    ] = False,
 ) -> None:
     """Probe how robust an ONNX image classifier really is, with or without randomized smoothing."""
 

@@ -43,12 +43,13 @@ def sweep(
     as_json: JsonOpt = False,
 ) -> None:
     """Run (or resume) a grid of configurations x attacks x images; finished jobs are skipped."""
-    from probe.runs.results import RESULTS, load_results_dir
+    require(ray is not None or ray_cpus == 1, "--ray-cpus needs --ray")
+    require(config.is_file(), f"no such sweep file: {config}")
+    from probe.runs.results import RESULTS, load_results_dir  # after the arguments: nothing heavy before
     from probe.runs.summary import summarize_sweep
     from probe.runs.sweep import SweepHooks, run_sweep
     from probe.runs.sweep_file import load_sweep
 
-    require(ray is not None or ray_cpus == 1, "--ray-cpus needs --ray")
     if ray is not None:
         from probe.runs.ray_sweep import RaySweep
         from probe.runs.ray_worker import import_ray
@@ -160,6 +161,7 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Write report.md and a self-contained report.html (Fig. 5, tables, certified vs practical, versions)."""
+    require(folder.is_dir(), f"no such results folder: {folder}")
     from probe.runs.report import build_report
 
     paths = build_report(folder, title)
@@ -189,6 +191,8 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """The CI gate: exit 1 with a table of what regressed, 0 when every check passes (2 on bad input)."""
+    require(min_success_l2 is None or min_success_l2 >= 0, "--min-success-l2 must be >= 0")
+    require(min_accuracy is None or 0 <= min_accuracy <= 1, "--min-accuracy must be in [0, 1]")
     from probe.runs.gate import checks_json, parse_fraction, run_checks, write_baseline
 
     if write_baseline_to is not None:
@@ -199,8 +203,6 @@ def check(
                 emit_json(doc)
             return
     drop = parse_fraction(max_drop)
-    require(min_success_l2 is None or min_success_l2 >= 0, "--min-success-l2 must be >= 0")
-    require(min_accuracy is None or 0 <= min_accuracy <= 1, "--min-accuracy must be in [0, 1]")
     checks, _ = run_checks(
         folder, min_success_l2=min_success_l2, min_accuracy=min_accuracy, baseline=baseline, max_drop=drop
     )

@@ -45,17 +45,19 @@ def serve(
     API keys with budgets in --keys, rate limits, a request log and /metrics."""
     if ctx.invoked_subcommand is not None:
         return
-    from probe.remote.server import ServeConfig, serve as run_server
-    from probe.smoothing import SmoothedClassifier
-    from probe.zoo import DEFAULT_MODEL
-
     check_sigma(sigma, name="--sigma")
     check_n(n, name="--n")
     check_int("--port", port, 0, 65535)
     check_int("--max-points", max_points, 1)
     check_real("--rate", rate, 0.0)
     check_real("--max-mb", max_mb, 0.0, low_closed=False)
+    if seed is not None:
+        check_int("--seed", seed, 0)
     require(no_keys or keys.exists(), f"no keys database {keys}: add a key first (probe serve keys add NAME --budget Q)")
+    from probe.remote.server import ServeConfig, serve as run_server  # after the arguments: nothing heavy before
+    from probe.smoothing import SmoothedClassifier
+    from probe.zoo import DEFAULT_MODEL
+
     runtime = model_options.open()
     classifier = SmoothedClassifier(runtime, sigma, n)
     served = name or Path(model_options.model or DEFAULT_MODEL).stem
