@@ -78,3 +78,15 @@ def test_the_cli_shows_the_missing_labels_warning_on_one_line(make_linear, tmp_p
                        "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "warning: 2 of 3 images have no row in the labels file" in " ".join(result.stderr.split())
+
+
+def test_resume_refuses_images_whose_pixels_changed(make_linear, tmp_path):
+    lin = make_linear((3, 8, 8), seed=1)
+    _png(tmp_path / "imgs" / "x.png", 1)
+    out = tmp_path / "run"
+    args = ["attack", "--model", lin.model, "--images", tmp_path / "imgs", "--sigma", "0", "--attack", "hsja",
+            "--budget", "20", "--out", out]  # fmt: skip
+    assert run_entry(*args).returncode == 0
+    _png(tmp_path / "imgs" / "x.png", 2)  # the same name, other pixels
+    result = run_entry(*args, "--resume")
+    assert result.returncode == 2 and "other settings: images_sha1" in result.stderr, result.stderr

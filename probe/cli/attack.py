@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -150,8 +151,10 @@ def attack(
     for name in names:  # unknown options and bad values fail here, before any model run
         config.attack(name, classifier.random)
 
+    # images_sha1: a --resume on images of the same names but other pixels is refused
     settings_doc = {"model": runtime.info.path, "images": list(data.ids), "sigma": sigma, "n": classifier.n,
-                    "early_stop": classifier.early_stop, "config": asdict(config)}  # fmt: skip
+                    "early_stop": classifier.early_stop, "config": asdict(config),
+                    "images_sha1": hashlib.sha1(data.x.tobytes()).hexdigest()}  # fmt: skip
     if out_dir is None:
         _run(classifier, data, config, out_dir=None, save_images=False, kept=[], as_json=as_json, summary_extra={},
              max_jobs=max_jobs)  # fmt: skip
