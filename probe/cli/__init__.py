@@ -22,10 +22,10 @@ from typing import Annotated
 
 import typer
 
+from probe import __version__
 from probe.cli import attack, bench, core, figures, models, runs, serve
 from probe.cli.output import err, escape, print_error
 from probe.errors import ProbeError
-from probe import __version__
 
 app = typer.Typer(
     add_completion=False,
