@@ -66,7 +66,7 @@ def _predictions(
         require(data.has_labels, "accuracy needs labels for every image (labels.csv, --labels or ImageNet val names)")
     from probe.cli.sanity import require_finite_outputs
 
-    require_finite_outputs(runtime, data)
+    require_finite_outputs(runtime, data, first=runtime.batch_size)  # one model call
     classifier = SmoothedClassifier(runtime, sigma, n)
     with progress_bar(title, len(data)) as advance:
         records = predict_images(classifier, data, alpha=alpha, seed=seed, progress=advance)
@@ -201,7 +201,7 @@ def certify(
     data = image_options.open(runtime, model_options.model)
     from probe.cli.sanity import require_finite_outputs
 
-    require_finite_outputs(runtime, data)
+    require_finite_outputs(runtime, data, first=runtime.batch_size)  # one model call
     runs = []
     for s_ in sigma:
         classifier = SmoothedClassifier(runtime, s_, n)

@@ -43,12 +43,14 @@ def nonfinite_images(runtime, x) -> list[int]:
     return bad
 
 
-def require_finite_outputs(runtime, images) -> None:
+def require_finite_outputs(runtime, images, *, first: int | None = None) -> None:
     """A ProbeError when the model's logits are not finite on some clean image of ``images``
-    (an :class:`probe.data.ImageSet`): its labels would mean nothing."""
-    bad = nonfinite_images(runtime, images.x)
+    (an :class:`probe.data.ImageSet`; its ``first`` images only, when given: one model call
+    where a full pass would double a cheap command's work): its labels would mean nothing."""
+    x = images.x if first is None else images.x[:first]
+    bad = nonfinite_images(runtime, x)
     if bad:
         raise ProbeError(
             f"the model's output {runtime.info.output_name!r} is not finite (NaN or inf) on {len(bad)} of "
-            f"{len(images)} clean images (first: {images.ids[bad[0]]}): its labels mean nothing, nothing to attack"
+            f"{len(x)} clean images (first: {images.ids[bad[0]]}): its labels mean nothing"
         )
