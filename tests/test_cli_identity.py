@@ -53,7 +53,7 @@ def test_a_labels_file_that_leaves_images_out_warns_with_the_count(tmp_path):
     for i in range(4):
         _png(tmp_path / "imgs" / f"i{i}.png", i)
     (tmp_path / "imgs" / "labels.csv").write_text("file,label\ni0.png,1\ni1.png,\n")  # i1 unknown on purpose
-    with pytest.warns(UserWarning, match=r"2 of 4 images have no row in the labels file .*labels.csv \(first: i2.png\)"):
+    with pytest.warns(UserWarning, match=r"2 of 4 images have no row in the labels file .*csv \(first: i2.png\)"):
         data = load_images([str(tmp_path / "imgs")], (8, 8))
     assert data.labels.tolist() == [1, -1, -1, -1]
     with pytest.warns(UserWarning, match="1 of 2 images"):

@@ -21,23 +21,28 @@ from hypothesis import strategies as st  # noqa: E402
 
 from probe.errors import ProbeError  # noqa: E402
 
-FUZZ = settings(max_examples=int(os.environ.get("PROBE_FUZZ_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("PROBE_FUZZ_EXAMPLES", 60)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
-def _encoded(fmt: str, mode: str = "RGB", size: tuple[int, int] = (7, 5)) -> bytes:
-    arr = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+def _encoded(fmt: str, mode: str = "RGB") -> bytes:
+    arr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).convert(mode).save(buf, format=fmt)
     return buf.getvalue()
 
 
-SEEDS = {
-    "png": _encoded("PNG"),
-    "png16": (lambda: (lambda b: (Image.fromarray(np.arange(35, dtype=np.uint16).reshape(5, 7) * 1000).save(b, format="PNG"), b.getvalue())[1])(io.BytesIO()))(),  # noqa: E501
-    "jpeg": _encoded("JPEG"),
-    "gif": _encoded("GIF", "P"),
-    "bmp": _encoded("BMP"),
-}
+def _png16() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(35, dtype=np.uint16).reshape(5, 7) * 1000).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+SEEDS = {"png": _encoded("PNG"), "png16": _png16(), "jpeg": _encoded("JPEG"), "gif": _encoded("GIF", "P"),
+         "bmp": _encoded("BMP")}  # fmt: skip
 
 
 @st.composite

@@ -74,7 +74,8 @@ class ModelOptions:
             except ValueError as exc:  # not a ProbeError: an answer that is not JSON (an HTML page) and the like
                 if isinstance(exc, ProbeError):
                     raise
-                what = "not JSON (a proxy's or a login page?)" if type(exc).__name__ == "JSONDecodeError" else "unusable"
+                json_error = type(exc).__name__ == "JSONDecodeError"
+                what = "not JSON (a proxy's or a login page?)" if json_error else "unusable"
                 raise ProbeError(f"--endpoint {self.endpoint}: the answer is {what}: {exc}") from None
         require(not (self.defended or self.api_key or self.header), "--defended, --api-key and --header need --endpoint")
         path = resolve_model(self.model or DEFAULT_MODEL)
@@ -252,7 +253,8 @@ _IMAGE_PARAMS: dict[str, tuple[Any, Any]] = {
     ),
     "limit": (
         Annotated[
-            Optional[int], typer.Option("--limit", min=1, help="Use only the first N images.", rich_help_panel=IMAGE_PANEL)
+            Optional[int],
+            typer.Option("--limit", min=1, help="Use only the first N images.", rich_help_panel=IMAGE_PANEL),
         ],
         None,
     ),
