@@ -324,6 +324,8 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
         settings = CertifySettings(n0, n_c, alpha)
     images = data.get("images")
     if images is not None:
+        if not all(isinstance(p, str) and p for p in _as_list(images)):  # images = [1]: a TypeError before
+            raise ProbeError(f"{where}: 'images' must be names of files, folders or globs, got {images!r}")
         images = [str(p) if Path(p).is_absolute() else str(base / p) for p in _as_list(images)] or None
     labels = data.get("labels")
     if labels is not None and not Path(labels).is_absolute():
