@@ -6,17 +6,20 @@ answers that need no model (help, --version, an argument error), in fresh interp
 
 Each command of each checkout runs ``--runs`` times, interleaved (one of each in turn, so
 that a burst of load on a shared machine falls on all of them alike); the table gives the
-median, the fastest and the slowest run, and the median over that of ``python -c pass``
-(the interpreter's own start, the floor no command can go under). Only commands that stop
-on their arguments belong here: against an older checkout that checks them after the model
-opens, each still ends in seconds. Run it from anywhere: each ``--root`` (default: this
-checkout) is put first on PYTHONPATH in turn. The 1-minute load average is printed too.
+median, the fastest and the slowest run, the median over that of ``python -c pass`` (the
+interpreter's own start, the floor no command can go under), and the median CPU time (user
++ system) of the child, which a loaded machine inflates far less than the wall time. Only
+commands that stop on their arguments belong here: against an older checkout that checks
+them after the model opens, each still ends in seconds. Run it from anywhere: each
+``--root`` (default: this checkout) is put first on PYTHONPATH in turn. The 1-minute load
+average is printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,10 +39,14 @@ COMMANDS = {
 }
 
 
-def once(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+def once(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system, of the child) and exit code of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start, done.returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.returncode
 
 
 def main() -> int:
@@ -54,27 +61,31 @@ def main() -> int:
             for r in roots]  # fmt: skip
     keys = [(i, name) for i in range(len(roots)) for name in COMMANDS]
     times: dict[tuple[int, str], list[float]] = {key: [] for key in keys}
+    cpu: dict[tuple[int, str], list[float]] = {key: [] for key in keys}
     codes: dict[tuple[int, str], int] = {}
     for i, name in keys:  # warm the file cache once
         once(COMMANDS[name], envs[i])
     for _ in range(opts.runs):  # one of each in turn: a burst of load falls on all alike
         for i, name in keys:
-            seconds, codes[i, name] = once(COMMANDS[name], envs[i])
+            seconds, cpu_seconds, codes[i, name] = once(COMMANDS[name], envs[i])
             times[i, name].append(seconds)
+            cpu[i, name].append(cpu_seconds)
     report = Report(
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the end, {opts.runs} runs each, interleaved\n"
         + "".join(f"[{i}] {root}\n" for i, root in enumerate(roots))
-        + f"{'command':<32} {'exit':>4} {'median s':>9} {'min s':>7} {'max s':>7} {'over python':>12}"
+        + f"{'command':<32} {'exit':>4} {'median s':>9} {'min s':>7} {'max s':>7} {'over python':>12} {'cpu s':>6}"
     )
     for i, name in keys:
         values = times[i, name]
         median, floor = statistics.median(values), statistics.median(times[i, "python -c pass"])
+        cpu_median = statistics.median(cpu[i, name])
         report.add(
             {"root": str(roots[i]), "command": name, "exit": codes[i, name], "median_s": round(median, 4),
              "min_s": round(min(values), 4), "max_s": round(max(values), 4), "over_python_s": round(median - floor, 4),
-             "runs": [round(v, 4) for v in values]},
+             "cpu_median_s": round(cpu_median, 4), "runs": [round(v, 4) for v in values],
+             "cpu_runs": [round(v, 4) for v in cpu[i, name]]},
             f"[{i}] {name:<28} {codes[i, name]:>4} {median:>9.3f} {min(values):>7.3f} {max(values):>7.3f} "
-            f"{median - floor:>12.3f}",
+            f"{median - floor:>12.3f} {cpu_median:>6.3f}",
         )  # fmt: skip
     return report.finish(opts.json)
 
