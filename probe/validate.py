@@ -1,25 +1,33 @@
 """Parameter validation, in one place: every check raises :class:`~probe.errors.ProbeError`
 with the parameter's name, its value and the accepted range (scikit-learn style).
 
-Pure Python and NumPy, so that every layer (the attacks included) can use it.
+Pure Python (NumPy's booleans are refused without importing NumPy), so that every layer
+(the attacks included) can use it, and the command line can check its arguments before
+anything heavy is imported.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Iterable
 
-import numpy as np
-
 from probe.errors import ProbeError
+
+
+def _is_bool(value: object) -> bool:
+    """A Python or NumPy boolean (NumPy only when it is already imported: a NumPy boolean
+    cannot exist before)."""
+    np = sys.modules.get("numpy")
+    return isinstance(value, bool) or (np is not None and isinstance(value, np.bool_))
 
 
 def check_int(name: str, value: object, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an int in ``[minimum, maximum]`` (either bound may be None)."""
     lo = "-inf" if minimum is None else minimum
     hi = "inf" if maximum is None else maximum
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
         raise ProbeError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     v = int(value)
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
@@ -40,7 +48,7 @@ def check_real(
     left = "[" if low_closed and low is not None else "("
     right = "]" if high_closed and high is not None else ")"
     interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if _is_bool(value) or not isinstance(value, numbers.Real):
         raise ProbeError(f"{name} must be a real number in {interval}, got {value!r}")
     v = float(value)
     if not math.isfinite(v):

@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+from tests.entry import run_entry
+
 SHAPE = (3, 16, 16)
 
 
@@ -189,14 +191,15 @@ def test_full_votes_draw_exactly_n_inferences_a_query(lin, tmp_path, run_cli):
     assert json.loads((tmp_path / "full" / "summary.json").read_text())["early_stop"] is False
 
 
-def test_attack_bad_options_exit_2(lin, run_main):
+def test_attack_bad_options_exit_2(lin):
     for args in (["--attack", "nope"], ["--budget", 0], ["--pa", 1.5], ["--norm", "l3"], ["--save-images"],
                  ["--max-jobs", 0]):
-        result = run_main("attack", "--model", lin.model, "--images", lin.folder, *args)
+        result = run_entry("attack", "--model", lin.model, "--images", lin.folder, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a subprocess interrupted after it has written a record
 def test_ctrl_c_keeps_finished_results(lin, tmp_path):
     model, folder = lin.model, lin.folder
     out = tmp_path / "interrupted"
@@ -225,4 +228,6 @@ def test_ctrl_c_keeps_finished_results(lin, tmp_path):
     kept = [json.loads(line) for line in results.read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["results"] == len(kept) >= 1
+    # the misclassified image's record came first: the rows' accuracy is still the run's, over every image
+    assert all(row["defended_accuracy"] == summary["defended_accuracy"] > 0 for row in summary["attacks"].values())
     assert "interrupted" in stderr and "Traceback" not in stderr

@@ -10,6 +10,7 @@ from PIL import Image
 
 from probe.data import load_images
 from probe.errors import ProbeError
+from tests.entry import run_entry
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +102,19 @@ def test_info_json(setup, run_cli):
         (["predict", "--mean", "a,b,c"], "--mean"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(setup, run_main, args, message):
+def test_bad_input_is_one_line_and_exit_2(setup, args, message):
     model, folder = setup
     if "--model" not in args:
         args = [args[0], "--model", str(model), *(["--images", str(folder)] if "--images" not in args else []), *args[1:]]
-    result = run_main(*args)
+    result = run_entry(*args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_corrupt_model_file_exit_2(tmp_path, run_main):
+def test_corrupt_model_file_exit_2(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"garbage" * 100)
-    result = run_main("info", "--model", junk)
+    result = run_entry("info", "--model", junk)
     assert result.returncode == 2 and "not a valid ONNX model" in result.stderr
     assert "Traceback" not in result.stderr

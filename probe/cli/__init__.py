@@ -4,17 +4,25 @@ Imports run one way: this module imports the command modules and registers their
 functions; they never import it. Shared options live in :mod:`probe.cli.options`,
 printing in :mod:`probe.cli.output`.
 
-Bad input of any kind ends with a one-line ``error: ...`` on stderr and exit code 2.
-Progress goes to stderr; with ``--json`` stdout holds the JSON document and nothing else.
+Bad input of any kind ends with a one-line ``error: ...`` on stderr and exit code 2: a
+ProbeError, a file-system error, and the parser's own usage errors (``--n 2.5``, an
+unknown flag) alike. Progress goes to stderr; with ``--json`` stdout holds the JSON
+document and nothing else.
+
+The parse path (``--help``, ``--version``, every argument error) imports nothing heavy:
+the command modules import NumPy, ONNX, SciPy and the attacks inside the commands, after
+their arguments are checked (``tests/test_cli_fast.py`` holds them to it).
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
+from typing import Annotated
 
 import typer
 
+from probe import __version__
 from probe.cli import attack, bench, core, figures, models, runs, serve
 from probe.cli.output import err, escape, print_error
 from probe.errors import ProbeError
@@ -51,6 +59,22 @@ EXAMPLES = {
     "list": ["probe models list --json"],
     "export": ["probe models export resnet50 --checkpoint resnet50.pth --format torchvision"],
 }
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"probe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[  # a plain bool: Typer coerces it without importing pydantic
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print probe's version and exit."),
+    ] = False,
+) -> None:
+    """Probe how robust an ONNX image classifier really is, with or without randomized smoothing."""
 
 
 def _epilog(name: str) -> str:
@@ -111,12 +135,37 @@ def _hide_flag_types() -> None:
     TyperOption.display_type_rich = display_type_rich
 
 
-def main() -> None:
-    """Console entry point: ProbeError or a file-system error -> one line on stderr and exit 2."""
+def _click_error(name: str) -> type[Exception]:
+    """Click's exception class ``name`` (Typer vendors Click in recent versions, uses it in older ones)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+def _usage_line(exc: Exception) -> str:
+    """A usage error of the parser on one line, with where to read more."""
+    message = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see {ctx.command_path} --help)" if ctx is not None else message
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: ProbeError, a file-system error or a usage error -> one line on
+    stderr and exit 2; ``typer.Exit(code)`` -> that code."""
     warnings.showwarning = _show_warning
     _hide_flag_types()
+    args = _joined_size(sys.argv[1:] if argv is None else [str(a) for a in argv])
     try:
-        app(args=_joined_size(sys.argv[1:]))
+        code = app(args=args, prog_name="probe", standalone_mode=False)
+    except _click_error("UsageError") as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `probe` alone: Typer printed the help
+            sys.exit(2)
+        print_error(_usage_line(exc))
+        sys.exit(2)
+    except _click_error("ClickException") as exc:
+        print_error(_usage_line(exc))
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except typer.Abort:
+        print_error("aborted")
+        sys.exit(1)
     except ProbeError as exc:
         print_error(exc)
         sys.exit(2)
@@ -124,6 +173,8 @@ def main() -> None:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print_error(f"{exc.strerror or exc}{where}")
         sys.exit(2)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
 
 
 __all__ = ["app", "main"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.progress import (
     BarColumn,
@@ -31,8 +32,8 @@ from probe.cli.options import (
     require,
 )
 from probe.cli.output import emit_json, err, escape, out, print_attack_summary, print_cost
-from probe.interrupt import stop_at_checkpoints
-from probe.runs.robust import EPS_HELP
+from probe.interrupt import exit_code, stop_at_checkpoints
+from probe.cli.checks import EPS_HELP
 from probe.validate import check_int, check_n, check_pa, check_sigma
 
 
@@ -123,23 +124,16 @@ def attack(
     as_json: JsonOpt = False,
 ) -> None:
     """Attack each image with HSJA, SurFree, RayS, CGBA and/or PSJ through the query-only (smoothed) oracle."""
-    from probe.attacks import ATTACKS
-    from probe.attacks.presets import AttackSettings, parse_options
-    from probe.oracle import RULES
-    from probe.runs.campaign import AttackConfig
-    from probe.runs.results import locked, start_run
-    from probe.smoothing import SmoothedClassifier
+    from probe.cli import checks  # the arguments first: nothing heavy is imported before they pass
 
     if list_options:
         _print_options(as_json)
         return
-    names = tuple(ATTACKS) if attack_name == "all" else tuple(a.strip().lower() for a in attack_name.split(","))
-    unknown = [a for a in names if a not in ATTACKS]
-    require(not unknown, f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)} or all")
-    require(criterion in RULES, f"--criterion must be one of {', '.join(RULES)}, got {criterion!r}")
+    names = checks.attack_names(attack_name)
+    checks.choice("--criterion", criterion, checks.CRITERIA)
+    checks.choice("--preset", preset, checks.PRESET_NAMES)
+    checks.attack_option_targets(attack_option or [], names)
     require(domain in ("float", "uint8"), f"--domain must be float or uint8, got {domain!r}")
-    options = parse_options(attack_option or [], tuple(ATTACKS))
-    settings = AttackSettings(preset=preset, options=options)
     require(norm in ("l2", "linf"), f"--norm must be l2 or linf, got {norm!r}")
     check_sigma(sigma, name="--sigma")
     check_n(n, name="--n")
@@ -153,15 +147,29 @@ def attack(
     require(not (resume or overwrite) or out_dir is not None, "--resume and --overwrite need --out DIR")
     require(not (resume and overwrite), "give --resume or --overwrite, not both")
     require(not report or out_dir is not None, "--report needs --out DIR")
-    from probe.runs.robust import parse_eps
+    from probe.runs.eps import parse_eps
 
     parse_eps(eps)  # a bad --eps fails here, before the model loads
+    checks.model_overrides(model_options)
+
+    from probe.attacks import ATTACKS, resolve_norm
+    from probe.attacks.presets import AttackSettings, build_attack, parse_options
+
+    settings = AttackSettings(preset=preset, options=parse_options(attack_option or [], tuple(ATTACKS)))
+    for name in names:  # option names and values are the attacks' to judge: before the model opens
+        build_attack(name, norm=resolve_norm(name, norm), settings=settings)
+    from probe.cli.sanity import require_finite_outputs
+    from probe.runs.campaign import AttackConfig
+    from probe.runs.results import locked, start_run
+    from probe.smoothing import SmoothedClassifier
+
     runtime = model_options.open()
     require(
         targeted is None or 0 <= targeted < runtime.num_classes,
         f"--targeted must be a class in [0, {runtime.num_classes})",
     )
     data = image_options.open(runtime, model_options.model)
+    require_finite_outputs(runtime, data)  # NaN logits would read as a robust model
     classifier = SmoothedClassifier(runtime, sigma, n, early_stop=not full_votes)
     config = AttackConfig(
         attacks=names, norm=norm, pa=pa, budget=budget, seed=seed, targeted=targeted, criterion=criterion,
@@ -170,14 +178,18 @@ def attack(
     for name in names:  # unknown options and bad values fail here, before any model run
         config.attack(name, classifier.random)
 
+    # images_sha1: a --resume on images of the same names but other pixels is refused
     settings_doc = {"model": runtime.info.path, "images": list(data.ids), "sigma": sigma, "n": classifier.n,
-                    "early_stop": classifier.early_stop, "config": asdict(config)}  # fmt: skip
-    eps_points = parse_eps(eps, int(np.prod(runtime.input_shape)))
+                    "early_stop": classifier.early_stop, "config": asdict(config),
+                    "images_sha1": hashlib.sha1(data.x.tobytes()).hexdigest()}  # fmt: skip
+    eps_points = parse_eps(eps, math.prod(runtime.input_shape))
     if out_dir is None:
         _run(classifier, data, config, out_dir=None, save_images=False, kept=[], as_json=as_json, summary_extra={},
              max_jobs=max_jobs, eps=eps_points)  # fmt: skip
         return
     with locked(out_dir):
+        if resume:
+            checks.refuse_other_settings(out_dir, settings_doc)  # names the settings that differ
         kept = start_run(out_dir, settings_doc, resume=resume, overwrite=overwrite)
         _run(classifier, data, config, out_dir=out_dir, save_images=save_images, kept=kept, as_json=as_json,
              summary_extra={}, max_jobs=max_jobs, eps=eps_points, report=report)  # fmt: skip
@@ -187,6 +199,8 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
          summary_extra: dict, max_jobs: int | None = None, eps: dict | None = None,
          report: bool = False) -> None:  # fmt: skip
     """Attack, write records as they arrive, then the summary (also after Ctrl-C or SIGTERM)."""
+    import numpy as np
+
     from probe.runs.campaign import attack_images, clean_labels
     from probe.runs.results import RESULTS, ResultsWriter, save_record_array, save_record_image, write_json
     from probe.runs.report_parts import save_original
@@ -288,7 +302,7 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
         "seconds": round(time.perf_counter() - started, 2),
         "inferences": runtime.inferences,
         "defended_accuracy": accuracy,
-        "attacks": summarize(records),
+        "attacks": _same_accuracy(summarize(records), accuracy),
         "skipped_reasons": _reasons(records),
         "endpoint_budget_spent": sum(1 for r in records if budget_spent(r)),
         "dimension": int(np.prod(runtime.input_shape)),
@@ -321,7 +335,17 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
                       "the same command with --resume continues")
         else:
             err.print(f"[yellow]interrupted:[/] no result had finished: nothing kept in {escape(out_dir)}")
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code())  # 130 after Ctrl-C, 143 after SIGTERM
+
+
+def _same_accuracy(rows: dict[str, dict], accuracy: float | None) -> dict[str, dict]:
+    """Every attack's row gets the run's defended accuracy (all images' clean labels), not the
+    mean over the images that have records, which after Ctrl-C may be only the misclassified
+    ones, written first (0.0 beside 0.9)."""
+    if accuracy is not None:
+        for row in rows.values():
+            row["defended_accuracy"] = accuracy
+    return rows
 
 
 def _reasons(records: list[dict]) -> dict[str, int]:

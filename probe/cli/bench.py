@@ -47,8 +47,6 @@ def bench(
     the rest. Batching: the mean batch the model sees while HSJA, SurFree and RayS
     attack several sample images at once, over the configured batch size.
     """
-    from probe.runs.bench import engine_batching, oracle_overhead
-
     ns = n or [10, 100]
     for value in ns:
         check_n(value, name="--n")
@@ -56,6 +54,12 @@ def bench(
     check_real("--seconds", seconds, 0.0, None, low_closed=False)
     check_int("--images", images, 1)
     check_int("--budget", budget, 1)
+    check_int("--threads", threads, 0)
+    from probe.cli.checks import model_overrides
+
+    model_overrides(model_options)
+    from probe.runs.bench import engine_batching, oracle_overhead  # after the arguments: nothing heavy before
+
     runtime = model_options.open()
     if threads:
         runtime = _with_threads(runtime, threads, auto=runtime.batch_curve is not None)

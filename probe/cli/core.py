@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -25,6 +24,8 @@ from probe.cli.options import (
     parse_numbers,
     require,
 )
+from probe.cli.checks import model_overrides as check_model_options
+from probe.cli.checks import plot_path as check_plot_path
 from probe.cli.output import emit_json, err, escape, fmt, out, progress_bar
 from probe.validate import check_alpha, check_n, check_sigma
 
@@ -51,17 +52,21 @@ def _predictions(
     model_options: ModelOptions, image_options: ImageOptions, p: Prediction, *, title: str, need_labels: bool = False
 ):
     """(runtime, classifier, PREDICT records) of the images: what predict and accuracy share."""
-    from probe.runs.certify import predict_images
-    from probe.smoothing import SmoothedClassifier
-
     sigma, n, alpha, seed = p.sigma, p.n, p.alpha, p.seed
     check_sigma(sigma, name="--sigma")
     check_n(n, name="--n")
     check_alpha(alpha, name="--alpha")
+    check_model_options(model_options)
+    from probe.runs.certify import predict_images
+    from probe.smoothing import SmoothedClassifier
+
     runtime = model_options.open()
     data = image_options.open(runtime, model_options.model)
     if need_labels:
         require(data.has_labels, "accuracy needs labels for every image (labels.csv, --labels or ImageNet val names)")
+    from probe.cli.sanity import require_finite_outputs
+
+    require_finite_outputs(runtime, data, first=runtime.batch_size)  # one model call
     classifier = SmoothedClassifier(runtime, sigma, n)
     with progress_bar(title, len(data)) as advance:
         records = predict_images(classifier, data, alpha=alpha, seed=seed, progress=advance)
@@ -79,6 +84,8 @@ def info(
     data = runtime.describe()
     data["metadata"] = {k: v for k, v in runtime.info.metadata.items() if k != "probe.input_spec"}
     if seconds > 0:
+        import numpy as np
+
         x = np.random.default_rng(0).random((runtime.batch_size, *runtime.input_shape), dtype=np.float32)
         runtime.labels(x)  # warm-up
         count, start = 0, time.perf_counter()
@@ -179,17 +186,22 @@ def certify(
     as_json: JsonOpt = False,
 ) -> None:
     """Cohen et al.'s CERTIFY per image, then certified accuracy at several radii (per sigma)."""
-    from probe.runs.certify import certified_accuracy, certify_images
-    from probe.smoothing import SmoothedClassifier
-
     for s_ in sigma:
         check_sigma(s_, positive=True, name="--sigma")
     check_n(n, name="--n")
     check_n(n0, name="--n0")
     check_alpha(alpha, name="--alpha")
     radius_list = parse_numbers(radii, "--radii")
+    check_plot_path(plot)  # before CERTIFY runs: a figure that cannot be written fails now
+    check_model_options(model_options)
+    from probe.runs.certify import certified_accuracy, certify_images
+    from probe.smoothing import SmoothedClassifier
+
     runtime = model_options.open()
     data = image_options.open(runtime, model_options.model)
+    from probe.cli.sanity import require_finite_outputs
+
+    require_finite_outputs(runtime, data, first=runtime.batch_size)  # one model call
     runs = []
     for s_ in sigma:
         classifier = SmoothedClassifier(runtime, s_, n)

@@ -23,6 +23,7 @@ from probe.cli.options import (
     option_group,
     require,
 )
+from probe.cli.checks import model_overrides as check_model_options
 from probe.cli.output import emit_json, err, escape, fmt, out
 from probe.validate import check_int, check_n, check_pa, check_sigma
 
@@ -168,9 +169,6 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Fig. 1: probability of being adversarial along the direction from an image to an adversarial one."""
-    from probe.experiments import plots
-    from probe.experiments.profile import probability_profile
-
     png, js = _out_paths(out_file)
     check_sigma(sigma, positive=True, name="--sigma")
     check_int("--samples", samples, 1)
@@ -179,6 +177,10 @@ def profile(
         check_n(k, name="--n")
     for v in level:
         check_pa(v, name="--level")
+    check_model_options(model_options)
+    from probe.experiments import plots  # after the arguments: nothing heavy on the parse path
+    from probe.experiments.profile import probability_profile
+
     plots.pyplot()
     runtime, pair = _open_pair(model_options, image_options, pair_options, seed=seed)
     with err.status(f"profile: {points} points x {samples} micro-decisions ..."):
@@ -234,14 +236,15 @@ def slice_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Fig. 2: a 2-D slice of input space around an image, labels without and with smoothing."""
-    from probe.experiments import common, plots
-    from probe.experiments.slice2d import label_slice
-
     png, js = _out_paths(out_file)
     require(direction in ("random", "adversarial"), f"--direction must be random or adversarial, got {direction!r}")
     check_sigma(sigma, name="--sigma")
     check_n(n, name="--n")
     check_int("--grid", grid, 2)
+    check_model_options(model_options)
+    from probe.experiments import common, plots
+    from probe.experiments.slice2d import label_slice
+
     plots.pyplot()
     model_options = replace(model_options, model=_model_of(model_options.model, pair_options.result, pair_options.index))
     runtime = model_options.open()
@@ -288,9 +291,6 @@ def bsearch(
     as_json: JsonOpt = False,
 ) -> None:
     """Fig. 3: distribution of the end point of a binary search under the smoothed oracle."""
-    from probe.experiments import plots
-    from probe.experiments.bsearch import bsearch_distribution
-
     png, js = _out_paths(out_file)
     check_sigma(sigma, name="--sigma")
     check_int("--repeats", repeats, 1)
@@ -299,6 +299,10 @@ def bsearch(
         check_n(k, name="--n")
     check_pa(pa, name="--pa")
     check_int("--genie-samples", genie_samples, 0)
+    check_model_options(model_options)
+    from probe.experiments import plots
+    from probe.experiments.bsearch import bsearch_distribution
+
     plots.pyplot()
     runtime, pair = _open_pair(model_options, image_options, pair_options, seed=seed)
     with err.status(f"bsearch: {repeats} searches x {len(n)} sample sizes ..."):

@@ -30,7 +30,7 @@ IMAGE_PANEL = "Images"
 
 SigmaOpt = Annotated[float, typer.Option("--sigma", help="Smoothing noise std in [0,1] pixel space (0 = none).")]
 NOpt = Annotated[int, typer.Option("--n", help="Noisy samples per smoothed query (majority vote).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random stream.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random stream (>= 0).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout, nothing else there.")]
 
 
@@ -59,22 +59,24 @@ class ModelOptions:
     def open(self):
         """The :class:`probe.runtime.Runtime` these flags describe (a
         :class:`probe.remote.client.RemoteRuntime` with ``--endpoint``)."""
+        from probe.cli.checks import model_overrides
+
+        overrides = model_overrides(self)  # checked before anything heavy is imported
         from probe.runtime import Runtime
         from probe.zoo import DEFAULT_MODEL, resolve_model
 
-        overrides = {
-            "layout": self.layout.upper() if self.layout else None,
-            "channels": self.channels.upper() if self.channels else None,
-            "scale": self.scale,
-            "mean": parse_floats(self.mean, "mean"),
-            "std": parse_floats(self.std, "std"),
-            "size": parse_size(self.size),
-        }
         if self.endpoint is not None:
             from probe.remote.client import open_endpoint
 
             batch = parse_batch_size(self.batch_size)  # no local model to time: auto means 64 points
-            return open_endpoint(dataclasses.replace(self, batch_size=64 if batch == "auto" else batch), overrides)
+            try:
+                return open_endpoint(dataclasses.replace(self, batch_size=64 if batch == "auto" else batch), overrides)
+            except ValueError as exc:  # not a ProbeError: an answer that is not JSON (an HTML page) and the like
+                if isinstance(exc, ProbeError):
+                    raise
+                json_error = type(exc).__name__ == "JSONDecodeError"
+                what = "not JSON (a proxy's or a login page?)" if json_error else "unusable"
+                raise ProbeError(f"--endpoint {self.endpoint}: the answer is {what}: {exc}") from None
         require(not (self.defended or self.api_key or self.header), "--defended, --api-key and --header need --endpoint")
         path = resolve_model(self.model or DEFAULT_MODEL)
         batch = parse_batch_size(self.batch_size)
@@ -251,7 +253,8 @@ _IMAGE_PARAMS: dict[str, tuple[Any, Any]] = {
     ),
     "limit": (
         Annotated[
-            Optional[int], typer.Option("--limit", help="Use only the first N images.", rich_help_panel=IMAGE_PANEL)
+            Optional[int],
+            typer.Option("--limit", min=1, help="Use only the first N images.", rich_help_panel=IMAGE_PANEL),
         ],
         None,
     ),

@@ -16,16 +16,6 @@ from typing import Any, Iterator
 
 from rich.console import Console
 from rich.markup import escape as _escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from probe.runs.results import json_default
 
 
 def _width(stream) -> int | None:
@@ -53,6 +43,15 @@ def progress_bar(description: str, total: int, *, quiet: bool = False) -> Iterat
     if quiet or total <= 0:
         yield lambda k=1, **fields: None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -68,6 +67,8 @@ def progress_bar(description: str, total: int, *, quiet: bool = False) -> Iterat
 
 def emit_json(data: Any) -> None:
     """The command's JSON document, alone on stdout."""
+    from probe.runs.results import json_default
+
     sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")
 
 

@@ -19,8 +19,8 @@ from rich.table import Table
 from probe.cli.options import JsonOpt, require
 from probe.errors import ProbeError
 from probe.cli.output import emit_json, err, escape, fmt, out
-from probe.interrupt import stop_at_checkpoints
-from probe.runs.robust import EPS_HELP
+from probe.interrupt import exit_code, stop_at_checkpoints
+from probe.cli.checks import EPS_HELP
 
 
 def sweep(
@@ -45,13 +45,14 @@ def sweep(
     as_json: JsonOpt = False,
 ) -> None:
     """Run (or resume) a grid of configurations x attacks x images; finished jobs are skipped."""
-    from probe.runs.results import RESULTS, load_results_dir
+    require(ray is not None or ray_cpus == 1, "--ray-cpus needs --ray")
+    require(config.is_file(), f"no such sweep file: {config}")
+    from probe.runs.results import RESULTS, load_results_dir  # after the arguments: nothing heavy before
     from probe.runs.robust import budget_spent
     from probe.runs.summary import summarize_sweep
     from probe.runs.sweep import SweepHooks, run_sweep
     from probe.runs.sweep_file import load_sweep
 
-    require(ray is not None or ray_cpus == 1, "--ray-cpus needs --ray")
     if ray is not None:
         from probe.runs.ray_sweep import RaySweep
         from probe.runs.ray_worker import import_ray
@@ -108,7 +109,7 @@ def sweep(
         err.print(
             f"[yellow]interrupted:[/] finished jobs are in {escape(out_dir / RESULTS)}; run the same command to resume"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code())  # 130 after Ctrl-C, 143 after SIGTERM
     records, configs, _, _ = load_results_dir(out_dir)
     rows = summarize_sweep(records, configs)
     err.print(f"{outcome.written} new results, {outcome.skipped_jobs} jobs already done, {outcome.seconds:.1f} s")
@@ -170,8 +171,9 @@ def report(
 ) -> None:
     """Write report.md and a self-contained report.html: the headline per configuration, robust accuracy
     against eps and queries, a table per image with its pictures, counts, what was run, a glossary."""
+    require(folder.is_dir(), f"no such results folder: {folder}")
     from probe.runs.report import build_report
-    from probe.runs.robust import parse_eps
+    from probe.runs.eps import parse_eps
 
     parse_eps(eps)  # a bad --eps is one error line
     paths = build_report(folder, title, eps)
@@ -216,6 +218,8 @@ def check(
     """The CI gate: exit 1 with a table of what regressed, 0 when every check passes (2 on bad input).
 
     With $GITHUB_STEP_SUMMARY set (GitHub Actions), the headlines and the checks are appended to it as Markdown."""
+    require(min_success_l2 is None or min_success_l2 >= 0, "--min-success-l2 must be >= 0")
+    require(min_accuracy is None or 0 <= min_accuracy <= 1, "--min-accuracy must be in [0, 1]")
     import os
 
     from probe.runs.gate import (
@@ -239,8 +243,6 @@ def check(
                 emit_json(doc)
             return
     drop = parse_fraction(max_drop)
-    require(min_success_l2 is None or min_success_l2 >= 0, "--min-success-l2 must be >= 0")
-    require(min_accuracy is None or 0 <= min_accuracy <= 1, "--min-accuracy must be in [0, 1]")
     checks, _ = run_checks(
         folder, min_success_l2=min_success_l2, min_accuracy=min_accuracy, baseline=baseline, max_drop=drop,
         min_robust=gates,

@@ -87,13 +87,6 @@ def serve(
     API keys with budgets in --keys, rate limits, a request log; /metrics on --metrics-port."""
     if ctx.invoked_subcommand is not None:
         return
-    from probe.remote.listen import bind, check_tls, is_loopback
-    from probe.remote.listen import serve as run_server
-    from probe.remote.observe import Metrics
-    from probe.remote.server import ServeConfig, create_app
-    from probe.smoothing import SmoothedClassifier
-    from probe.zoo import DEFAULT_MODEL
-
     check_sigma(sigma, name="--sigma")
     check_n(n, name="--n")
     check_int("--port", port, 0, 65535)
@@ -104,9 +97,18 @@ def serve(
         check_real("--max-mb", max_mb, 0.0, low_closed=False)
     if metrics_port is not None:
         check_int("--metrics-port", metrics_port, 0, 65535)
+    if seed is not None:
+        check_int("--seed", seed, 0)
     require(seed is None or insecure_seed,
             "--seed repeats the server's noise after every restart: add --insecure-seed (tests only)")  # fmt: skip
     require(no_keys or keys.exists(), f"no keys database {keys}: add a key first (probe serve keys add NAME --budget Q)")
+    from probe.remote.listen import bind, check_tls, is_loopback  # after the arguments: nothing heavy before
+    from probe.remote.listen import serve as run_server
+    from probe.remote.observe import Metrics
+    from probe.remote.server import ServeConfig, create_app
+    from probe.smoothing import SmoothedClassifier
+    from probe.zoo import DEFAULT_MODEL
+
     require(not no_keys or insecure or is_loopback(host),
             f"--no-keys on {host}, which is not loopback: add --insecure to serve anyone without keys")  # fmt: skip
     require(metrics_port is None or insecure or is_loopback(metrics_host),

@@ -128,6 +128,13 @@ def save_adversarial(
 PNG_SUFFIX = {"adversarial": "adv", "not adversarial": "not-adversarial-at-8bit", "undecided": "undecided-at-8bit"}
 
 
+def image_stem(image: str) -> str:
+    """A file-name stem for an image id: ``x.png`` -> ``x``, ``dA/x.png`` -> ``dA_x`` (ids of one
+    run are distinct, see :func:`probe.data.image_ids`)."""
+    parts = Path(str(image).replace("\\", "/")).with_suffix("").parts
+    return "_".join(p for p in parts if p not in ("/", ".", "..")) or "image"
+
+
 def save_record_image(folder: Path, record: dict, x0: np.ndarray, x_adv: np.ndarray) -> Path:
     """Save a record's PNGs in ``folder`` (created), named after its image and attack.
 
@@ -136,7 +143,7 @@ def save_record_image(folder: Path, record: dict, x0: np.ndarray, x_adv: np.ndar
     ``..._not-adversarial-at-8bit.png`` or ``..._undecided-at-8bit.png``."""
     prepare_dir(folder)
     suffix = PNG_SUFFIX.get(record.get("verdict_8bit") or "adversarial", "adv")
-    return save_adversarial(folder, f"{Path(record['image']).stem}_{record['attack']}", x0, x_adv, suffix=suffix)
+    return save_adversarial(folder, f"{image_stem(record['image'])}_{record['attack']}", x0, x_adv, suffix=suffix)
 
 
 def start_run(folder: Path, settings: dict, *, resume: bool = False, overwrite: bool = False) -> list[dict]:
@@ -204,8 +211,9 @@ def save_record_array(out_dir: Path, record: dict, x_adv: np.ndarray) -> Path:
     """Save a record's float32 adversarial (the point that was measured) as ``.npy`` under
     ``out_dir/adversarial/``; returns its path relative to ``out_dir``."""
     folder = prepare_dir(Path(out_dir) / "adversarial" / str(record.get("config", "")))
-    key = hashlib.sha1(json.dumps(record.get("params"), sort_keys=True, default=str).encode()).hexdigest()[:8]
-    path = folder / f"{Path(record['image']).stem}_{record['attack']}_{key}.npy"
+    identity = [record["image"], record.get("params")]  # the image's id too: never two images in one file
+    key = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    path = folder / f"{image_stem(record['image'])}_{record['attack']}_{key}.npy"
     np.save(path, np.asarray(x_adv, dtype=np.float32))
     return path.relative_to(out_dir)
 

@@ -332,6 +332,8 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
         settings = CertifySettings(n0, n_c, alpha)
     images = data.get("images")
     if images is not None:
+        if not all(isinstance(p, str) and p for p in _as_list(images)):  # images = [1]: a TypeError before
+            raise ProbeError(f"{where}: 'images' must be names of files, folders or globs, got {images!r}")
         images = [str(p) if Path(p).is_absolute() else str(base / p) for p in _as_list(images)] or None
     labels = data.get("labels")
     if labels is not None and not Path(labels).is_absolute():
@@ -393,4 +395,8 @@ def load_sweep(path: Path) -> Sweep:
         raise ProbeError(f"{path} is not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProbeError(f"cannot read {path}: {exc}") from None
+    tables = [data, *(t for t in data.get("extra", []) if isinstance(t, dict))]
+    if not any(key in t for t in tables for key in ("models", "model", "images")):  # an empty file, a typo
+        raise ProbeError(f"{path} names no models and no images: the defaults would attack efficientnet-lite0's 20 "
+                         "samples with hsja, surfree and rays, 2,000 queries each; write models = [...] to run a sweep")
     return parse_sweep(data, path.parent, path.name)
