@@ -84,7 +84,8 @@ def test_the_summary_reports_the_top_level_defended_accuracy(lin, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["defended_accuracy"] == 1.0
-    assert "clean accuracy of the defended model: 1.000" in result.stdout
+    assert all(row["defended_accuracy"] == 1.0 for row in summary["attacks"].values())
+    assert "defended accuracy (mean share of fresh votes that give the true label): 1.000" in result.stdout
 
 
 class _HtmlPage(http.server.BaseHTTPRequestHandler):

@@ -14,7 +14,7 @@ from typing import Any
 from probe.errors import ProbeError
 
 #: probe.attacks.ATTACKS, in its order
-ATTACK_NAMES = ("hsja", "surfree", "rays", "cgba", "psj")
+ATTACK_NAMES = ("hsja", "surfree", "rays", "cgba", "psj", "popskipjump")
 #: probe.oracle.RULES
 CRITERIA = ("label", "paper")
 #: probe.attacks.presets.PRESETS
@@ -80,9 +80,8 @@ def plot_path(path: Path | None, flag: str = "--plot") -> Path | None:
 
 
 def model_overrides(options) -> dict[str, Any]:
-    """The input-convention overrides of :class:`probe.cli.options.ModelOptions`, checked (and
+    """The input-convention overrides of a :class:`probe.cli.options.ModelOptions`, checked (and
     ``--batch-size``) without opening or importing anything heavy."""
-    from probe.cli.options import parse_batch_size, parse_floats, parse_size
     from probe.spec import InputSpec
 
     overrides = {
@@ -169,3 +168,47 @@ EPS_HELP = (
     "the first listed is the headline's. Default for CIFAR-sized inputs (up to 3x64x64): l2:0.5,0.25,1 and "
     "linf:8/255,2/255,4/255; larger (ImageNet): l2:1,0.5,2,4 and linf:4/255,1/255,2/255."
 )
+
+
+def parse_floats(text: str | None, name: str) -> tuple[float, ...] | None:
+    """``--mean``/``--std``: 1 or 3 comma-separated numbers (one is repeated)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ProbeError(f"--{name} expects comma-separated numbers, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise ProbeError(f"--{name} needs 1 or 3 values, got {len(values)}")
+    return values
+
+
+def parse_batch_size(text: str | int) -> int | str:
+    """``--batch-size``: ``auto`` or an integer >= 1."""
+    if isinstance(text, int) or str(text).strip().lower() != "auto":
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise ProbeError(f"--batch-size expects auto or an integer >= 1, got {text!r}") from None
+        from probe.validate import check_int
+
+        return check_int("--batch-size", value, 1)
+    return "auto"
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``--size``: HxW (or one number for a square input)."""
+    if text is None:
+        return None
+    parts = text.lower().replace(",", "x").replace(" ", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts if p)
+    except ValueError:
+        raise ProbeError(f"--size expects HxW, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise ProbeError(f"--size expects HxW, got {text!r}")
+    return values  # type: ignore[return-value]

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from probe.cli.checks import parse_batch_size, parse_floats, parse_size
 from probe.errors import ProbeError
 
 MODEL_PANEL = "Model (third-party input convention)"
@@ -317,50 +318,6 @@ def model_options(**defaults: Any) -> Callable:
 def image_options(**defaults: Any) -> Callable:
     """Add the image options to a command; it receives them as ``image_options: ImageOptions``."""
     return option_group("image_options", ImageOptions, _IMAGE_PARAMS, defaults)
-
-
-def parse_floats(text: str | None, name: str) -> tuple[float, ...] | None:
-    """``--mean``/``--std``: 1 or 3 comma-separated numbers (one is repeated)."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ProbeError(f"--{name} expects comma-separated numbers, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3:
-        raise ProbeError(f"--{name} needs 1 or 3 values, got {len(values)}")
-    return values
-
-
-def parse_batch_size(text: str | int) -> int | str:
-    """``--batch-size``: ``auto`` or an integer >= 1."""
-    if isinstance(text, int) or str(text).strip().lower() != "auto":
-        try:
-            value = int(str(text).strip())
-        except ValueError:
-            raise ProbeError(f"--batch-size expects auto or an integer >= 1, got {text!r}") from None
-        from probe.validate import check_int
-
-        return check_int("--batch-size", value, 1)
-    return "auto"
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``--size``: HxW (or one number for a square input)."""
-    if text is None:
-        return None
-    parts = text.lower().replace(",", "x").replace(" ", "x").split("x")
-    try:
-        values = tuple(int(p) for p in parts if p)
-    except ValueError:
-        raise ProbeError(f"--size expects HxW, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 1:
-        raise ProbeError(f"--size expects HxW, got {text!r}")
-    return values  # type: ignore[return-value]
 
 
 def parse_numbers(text: str, name: str) -> tuple[float, ...]:

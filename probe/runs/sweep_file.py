@@ -2,7 +2,6 @@
 
 A sweep is described by a TOML file (parsed with the standard ``tomllib``)::
 
-
     name = "paper-reduced"
     models = ["efficientnet-lite0"]      # names or ONNX paths (relative to this file)
     images = []                          # files/folders/globs [default: each model's samples]
@@ -45,7 +44,6 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
 
 from probe.errors import ProbeError
 from probe.attacks import ATTACKS
@@ -186,9 +184,7 @@ def _as_list(value: Any) -> list:
 
 def _check_type(where: str, key: str, value: Any, kinds) -> None:
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise ProbeError(f"{where}: '{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
-    if not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise ProbeError(f"{where}: '{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
 
 
