@@ -216,6 +216,10 @@ def test_cli_model_module_function(cifar, tmp_path, run_cli, run_main, monkeypat
     (rec,) = [json.loads(line) for line in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
     (ref,) = [json.loads(line) for line in (tmp_path / "l" / "results.jsonl").read_text().splitlines()]
     assert rec["model_function"] == "my_sdk:classify" and rec["l2"] == ref["l2"] and rec["queries"] == ref["queries"]
+    from probe import load_model
+
+    fn = load_model("my_sdk:classify")  # the Python API resolves module:function too
+    assert fn.num_classes == 10 and fn.input_shape == (3, 32, 32) and fn.name == "my_sdk:classify"
     missing = run_cli("predict", "--model", "my_sdk:nothing", "--limit", "1")
     assert str(missing.exception) == "module 'my_sdk' has no 'nothing' (--model my_sdk:nothing)"
     absent = run_main("predict", "--model", "no_such_sdk_module:classify", "--limit", "1", timeout=60)

@@ -27,6 +27,7 @@ import numpy as np
 from probe.errors import EndpointBudgetSpent, ProbeError
 from probe.remote import need
 from probe.runtime import LabelModel
+from probe.validate import check_int
 
 MAX_WAIT = 120.0  # seconds: the longest Retry-After honoured (a longer one is waited this long, then retried)
 
@@ -78,6 +79,7 @@ class HttpModel(LabelModel):
 
     def _open(self, *, base_url: str, headers: dict[str, str], timeout: float, concurrency: int, retries: int,
               backoff: float, max_rate: float | None) -> None:  # fmt: skip
+        check_int("--concurrency", concurrency, 1, 256)
         httpx = need("httpx")
         self._httpx = httpx
         self._client = httpx.Client(
