@@ -11,6 +11,7 @@ where). Skipped, with its reason, when that environment cannot be built (no pack
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -77,10 +78,11 @@ def mlserver_venv() -> Path:
 
 @contextlib.contextmanager
 def mlserver(env: Path, folder: Path, log_path: Path, models: tuple[str, ...], cwd: Path | None = None):
-    """MLServer serving the model folders under ``folder`` on loopback; yields its URL; stopped after."""
-    port = free_port()
+    """MLServer serving the model folders under ``folder`` on loopback; yields its REST URL and its
+    gRPC address; stopped after."""
+    port, grpc_port = free_port(), free_port()
     (folder / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
+        "http_port": port, "grpc_port": grpc_port, "metrics_port": free_port(), "parallel_workers": 0,
         "host": "127.0.0.1", "metrics_endpoint": None,
     }))  # fmt: skip
     log = open(log_path, "w")
@@ -99,7 +101,7 @@ def mlserver(env: Path, folder: Path, log_path: Path, models: tuple[str, ...], c
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.2)
-        yield url
+        yield url, f"grpc://127.0.0.1:{grpc_port}"
     finally:
         proc.terminate()
         try:
@@ -125,14 +127,23 @@ def test_mlserver_serves_the_cifar_model_and_endpoint_records_equal_local(cifar,
     images = load_samples("cifar10-cnn", limit=2)
     config = AttackConfig(attacks=("hsja", "surfree", "rays"), budget=40, seed=7, p_adv_samples=8)
     local = attack_images(SmoothedClassifier(cifar, 0.0, 1), images, config)
-    with mlserver(env, folder, tmp_path / "mlserver.log", ("cifar10-cnn",), cwd=model_dir) as url:
+    grpc = importlib.util.find_spec("grpc") is not None
+    with mlserver(env, folder, tmp_path / "mlserver.log", ("cifar10-cnn",), cwd=model_dir) as (url, address):
         remote = RemoteRuntime(Endpoint(url=url, protocol="v2", model="cifar10-cnn", points_per_request=16))
         assert remote.num_classes == 10 and remote.input.datatype == "FP32"
         records = attack_images(SmoothedClassifier(remote, 0.0, 1), images, config)
         remote.close()
+        if grpc:  # the same server over KServe v2 gRPC (the grpc extra)
+            over = RemoteRuntime(Endpoint(url=address, protocol="grpc", model="cifar10-cnn", points_per_request=16))
+            assert type(over).__name__ == "GrpcRuntime" and over.num_classes == 10
+            grpc_records = attack_images(SmoothedClassifier(over, 0.0, 1), images, config)
+            over.close()
     same_records(local, records)
     assert all(r["endpoint"] == f"{url}/v2/models/cifar10-cnn" and r["protocol"] == "v2" for r in records)
     assert sum(r["queries"] for r in records) >= 100
+    if grpc:
+        same_records(local, grpc_records)
+        assert {r["protocol"] for r in grpc_records} == {"grpc"} and over.answered >= 100
 
 
 FIT_SKLEARN = """
@@ -200,7 +211,7 @@ def test_stock_mlserver_sklearn_runtime_answering_labels_only(tmp_path, run_cli)
     (tmp_path / "classes.txt").write_text("\n".join(NAMES) + "\n")
     images = load_samples("cifar10-cnn", limit=2)
     config = AttackConfig(attacks=("hsja", "rays"), budget=40, seed=7, p_adv_samples=8)
-    with mlserver(env, folder, tmp_path / "mlserver.log", ("sk-index", "sk-name")) as url:
+    with mlserver(env, folder, tmp_path / "mlserver.log", ("sk-index", "sk-name")) as (url, address):
         with pytest.raises(ProbeError, match="declares no class count and answers labels only: give it with --num"):
             RemoteRuntime(Endpoint(url=url, model="sk-index"))
         results = {}
@@ -208,6 +219,11 @@ def test_stock_mlserver_sklearn_runtime_answering_labels_only(tmp_path, run_cli)
             remote = RemoteRuntime(Endpoint(url=url, model=f"sk-{kind}", classes=classes, points_per_request=16))
             assert remote.num_classes == 10 and remote.meta.outputs[0].datatype in ("INT64", "BYTES")
             results[kind] = attack_images(SmoothedClassifier(remote, 0.0, 1), images, config)
+            if importlib.util.find_spec("grpc") is not None:  # the same labels over gRPC (INT64 and BYTES outputs)
+                over = RemoteRuntime(Endpoint(url=address, protocol="grpc", model=f"sk-{kind}", classes=classes))
+                probes = rng.random((9, 3, 32, 32), dtype=np.float32)
+                assert np.array_equal(over.labels(probes), remote.labels(probes))
+                over.close()
             remote.close()
         done = run_cli("attack", "--endpoint", url, "--model", "sk-name", "--classes", tmp_path / "classes.txt",
                        "--sigma", "0", "--attack", "rays", "--budget", "20", "--p-adv-samples", "2", "--limit", "1",

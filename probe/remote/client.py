@@ -38,7 +38,7 @@ from probe.remote.transport import HttpModel, as_int
 from probe.spec import InputSpec
 from probe.validate import check_choice, check_int, check_real
 
-PROTOCOLS = ("v2", "probe")
+PROTOCOLS = ("v2", "probe", "grpc")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,8 +81,9 @@ class Endpoint:
         check_real("--timeout", self.timeout, 0.0, None, low_closed=False)
         check_int("retries", self.retries, 0, 100)
         parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ProbeError(f"--endpoint must be an http:// or https:// URL, got {self.url!r}")
+        schemes = ("http", "https", "grpc", "grpcs") if self.protocol == "grpc" else ("http", "https")
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ProbeError(f"--endpoint must be an {' or '.join(s + '://' for s in schemes)} URL, got {self.url!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +114,15 @@ def split_url(url: str, model: str | None) -> tuple[str, str | None]:
 
 
 class RemoteRuntime(HttpModel):
-    """A served classifier returning top-1 labels for canonical images, over HTTP."""
+    """A served classifier returning top-1 labels for canonical images, over HTTP
+    (``protocol="grpc"``: a :class:`~probe.remote.grpc_client.GrpcRuntime`)."""
+
+    def __new__(cls, endpoint: Endpoint):
+        if cls is RemoteRuntime and endpoint.protocol == "grpc":
+            from probe.remote.grpc_client import GrpcRuntime
+
+            return super().__new__(GrpcRuntime)
+        return super().__new__(cls)
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -126,6 +135,12 @@ class RemoteRuntime(HttpModel):
         self._expect(self._get("/v2/health/ready"), "is not ready (GET /v2/health/ready)")
         self.model = name or self._only_model()
         meta = v2.parse_metadata(self._expect(self._get(f"/v2/models/{quote(self.model)}"), "has no such model").json())
+        self._path = f"/v2/models/{quote(self.model)}/infer"
+        self._adopt(meta, f"{base}/v2/models/{self.model}")
+
+    def _adopt(self, meta: v2.ModelMeta, path: str) -> None:
+        """Learn the input, the class count and the convention from the model's metadata."""
+        endpoint = self.endpoint
         self.meta = meta
         layout = endpoint.overrides.get("layout")
         self.input = v2.image_input(meta, layout)
@@ -134,13 +149,12 @@ class RemoteRuntime(HttpModel):
             spec = dataclasses.replace(spec, class_names=endpoint.classes.names)
         self.points_per_request = endpoint.points_per_request if self.input.batched else 1
         self.batch_size = self.points_per_request * endpoint.concurrency
-        self._path = f"/v2/models/{quote(self.model)}/infer"
         params = meta.parameters
         declared = v2.num_scores(meta) or as_int(params.get("num_classes"))
         classes = endpoint.classes.reconcile(declared)
         output = meta.outputs[0].name if len(meta.outputs) == 1 else None
         self.info = RemoteInfo(
-            path=f"{base}/v2/models/{self.model}", input_name=self.input.name, output_name=output,
+            path=path, input_name=self.input.name, output_name=output,
             num_classes=0, fixed_batch=None, spec=spec, providers=(f"remote:{endpoint.protocol}",),
             metadata={str(k): str(v) for k, v in params.items()}, datatype=self.input.datatype,
             layout=self.input.layout,
@@ -198,11 +212,13 @@ class RemoteRuntime(HttpModel):
         return v2.to_wire(x, self.info.spec, self.input)
 
     def _infer(self, chunk: np.ndarray) -> np.ndarray:
-        body, headers = v2.encode(
-            self.wire(chunk), self.input, request_id=uuid.uuid4().hex, binary=self.endpoint.protocol == "probe"
-        )
-        answer = self._send("POST", self._path, len(chunk), content=body, headers=headers)
-        return v2.top1(answer.json(), len(chunk), None, self.endpoint.classes)
+        return v2.top1(self._ask(chunk), len(chunk), None, self.endpoint.classes)
+
+    def _ask(self, chunk: np.ndarray, binary: bool | None = None) -> dict:
+        """The JSON answer of one inference request for the points of ``chunk``."""
+        binary = self.endpoint.protocol == "probe" if binary is None else binary
+        body, headers = v2.encode(self.wire(chunk), self.input, request_id=uuid.uuid4().hex, binary=binary)
+        return self._send("POST", self._path, len(chunk), content=body, headers=headers).json()
 
     def _refused(self, status: int, message: str, points: int) -> str:
         params = self.meta.parameters if hasattr(self, "meta") else {}
@@ -235,9 +251,7 @@ class RemoteRuntime(HttpModel):
 
     def _count_classes(self) -> int:
         """A server that declares no class count: learn it from one answer's scores."""
-        zero = np.zeros((1, *self.input_shape), np.float32)
-        body, headers = v2.encode(self.wire(zero), self.input, request_id=uuid.uuid4().hex, binary=False)
-        data = self._send("POST", self._path, 1, content=body, headers=headers).json()
+        data = self._ask(np.zeros((1, *self.input_shape), np.float32), binary=False)
         for item in data.get("outputs") or []:
             shape = item.get("shape") or []
             if len(shape) >= 1 and int(shape[-1]) >= 2 and str(item.get("datatype")).upper() != "BYTES":

@@ -79,7 +79,8 @@ class HttpModel(LabelModel):
 
     def _open(self, *, base_url: str, headers: dict[str, str], timeout: float, concurrency: int, retries: int,
               backoff: float, max_rate: float | None) -> None:  # fmt: skip
-        check_int("--concurrency", concurrency, 1, 256)
+        """Start the HTTP client, the request threads and the counters."""
+        self._start(concurrency=concurrency, retries=retries, backoff=backoff, max_rate=max_rate)
         httpx = need("httpx")
         self._httpx = httpx
         self._client = httpx.Client(
@@ -88,11 +89,15 @@ class HttpModel(LabelModel):
             timeout=timeout,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        self.base_url = base_url
+
+    def _start(self, *, concurrency: int, retries: int, backoff: float, max_rate: float | None) -> None:
+        """The request threads, the rate limit and the counters (any transport)."""
+        check_int("--concurrency", concurrency, 1, 256)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="probe-endpoint")
         self._lock = threading.Lock()
         self._limiter = RateLimiter(max_rate)
         self._retries, self._backoff, self.concurrency = retries, backoff, concurrency
-        self.base_url = base_url
         self.remaining: int | None = None  # the key's budget left, as the server last said (probe protocol)
         self._reserved = 0
         self.answered = 0  # points whose answer arrived (what a server charges)
@@ -100,7 +105,7 @@ class HttpModel(LabelModel):
         self.calls = 0
         self.rows = 0
         self.retried = 0
-        self.requests = 0  # HTTP requests sent, retries included
+        self.requests = 0  # requests sent, retries included
         self.session_seconds = 0.0
 
     # ------------------------------------------------------------------ the Runtime interface
