@@ -14,7 +14,8 @@ grpc = pytest.importorskip("grpc")
 from probe.errors import ProbeError  # noqa: E402
 from probe.load import load_samples  # noqa: E402
 from probe.remote.classes import Classes  # noqa: E402
-from probe.remote.client import Endpoint, RemoteRuntime  # noqa: E402
+from probe.remote.client import Endpoint  # noqa: E402
+from probe.remote.grpc_client import GrpcRuntime  # noqa: E402
 from probe.remote.kserve_grpc import messages  # noqa: E402
 from probe.runs.campaign import AttackConfig, attack_images  # noqa: E402
 from probe.smoothing import SmoothedClassifier  # noqa: E402
@@ -81,7 +82,7 @@ def test_grpc_records_equal_local_and_raw_int64_labels_are_read(cifar, tmp_path)
     local = attack_images(SmoothedClassifier(cifar, 0.0, 1), images, config)
     server, address, state = serve(cifar)
     try:
-        remote = RemoteRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m", points_per_request=8))
+        remote = GrpcRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m", points_per_request=8))
         records = attack_images(SmoothedClassifier(remote, 0.0, 1), images, config)
         remote.close()
     finally:
@@ -92,8 +93,8 @@ def test_grpc_records_equal_local_and_raw_int64_labels_are_read(cifar, tmp_path)
     try:
         x = np.random.default_rng(0).random((5, 3, 32, 32), dtype=np.float32)
         with pytest.raises(ProbeError, match="declares no class count"):
-            RemoteRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m"))
-        labels = RemoteRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m",
+            GrpcRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m"))
+        labels = GrpcRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m",
                                         classes=Classes(count=10))).labels(x)  # fmt: skip
     finally:
         server.stop(None)
@@ -106,16 +107,16 @@ def test_grpc_uint8_retries_and_one_line_errors(cifar, tmp_path, run_cli):
     server, address, state = serve(cifar, datatype="UINT8", fail=lambda attempt: attempt <= 2)
     try:
         x = np.random.default_rng(1).random((6, 3, 32, 32), dtype=np.float32)
-        remote = RemoteRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m", points_per_request=2,
+        remote = GrpcRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m", points_per_request=2,
                                         backoff=0.01))  # fmt: skip
         labels = remote.labels(x)
         assert np.array_equal(labels, cifar.labels(remote.as_sent(x))) and remote.retried == 6
         assert set(state["attempts"].values()) == {3} and state["points"] == 6  # each request answered once
         assert all(r.dtype == np.uint8 for r in state["received"])
         with pytest.raises(ProbeError, match="has no such model .*NOT_FOUND"):
-            RemoteRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="other"))
+            GrpcRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="other"))
         with pytest.raises(ProbeError, match="failed 2 times: gRPC UNAVAILABLE"):
-            RemoteRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m", retries=1, backoff=0.01)).labels(
+            GrpcRuntime(Endpoint(url=f"grpc://{address}", protocol="grpc", model="m", retries=1, backoff=0.01)).labels(
                 x[:1]
             )
         done = run_cli("attack", "--endpoint", address, "--protocol", "grpc", "--model", "m", "--sigma", "0",
@@ -127,4 +128,4 @@ def test_grpc_uint8_retries_and_one_line_errors(cifar, tmp_path, run_cli):
     (rec,) = [json.loads(line) for line in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
     assert rec["protocol"] == "grpc" and rec["endpoint_datatype"] == "UINT8" and rec["queries"] == 20
     with pytest.raises(ProbeError, match="cannot reach grpc://127.0.0.1:1 over gRPC"):
-        RemoteRuntime(Endpoint(url="grpc://127.0.0.1:1", protocol="grpc", model="m", timeout=2))
+        GrpcRuntime(Endpoint(url="grpc://127.0.0.1:1", protocol="grpc", model="m", timeout=2))

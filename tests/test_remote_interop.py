@@ -134,8 +134,10 @@ def test_mlserver_serves_the_cifar_model_and_endpoint_records_equal_local(cifar,
         records = attack_images(SmoothedClassifier(remote, 0.0, 1), images, config)
         remote.close()
         if grpc:  # the same server over KServe v2 gRPC (the grpc extra)
-            over = RemoteRuntime(Endpoint(url=address, protocol="grpc", model="cifar10-cnn", points_per_request=16))
-            assert type(over).__name__ == "GrpcRuntime" and over.num_classes == 10
+            from probe.remote.grpc_client import GrpcRuntime
+
+            over = GrpcRuntime(Endpoint(url=address, protocol="grpc", model="cifar10-cnn", points_per_request=16))
+            assert over.num_classes == 10
             grpc_records = attack_images(SmoothedClassifier(over, 0.0, 1), images, config)
             over.close()
     same_records(local, records)
@@ -220,7 +222,9 @@ def test_stock_mlserver_sklearn_runtime_answering_labels_only(tmp_path, run_cli)
             assert remote.num_classes == 10 and remote.meta.outputs[0].datatype in ("INT64", "BYTES")
             results[kind] = attack_images(SmoothedClassifier(remote, 0.0, 1), images, config)
             if importlib.util.find_spec("grpc") is not None:  # the same labels over gRPC (INT64 and BYTES outputs)
-                over = RemoteRuntime(Endpoint(url=address, protocol="grpc", model=f"sk-{kind}", classes=classes))
+                from probe.remote.grpc_client import GrpcRuntime
+
+                over = GrpcRuntime(Endpoint(url=address, protocol="grpc", model=f"sk-{kind}", classes=classes))
                 probes = rng.random((9, 3, 32, 32), dtype=np.float32)
                 assert np.array_equal(over.labels(probes), remote.labels(probes))
                 over.close()

@@ -115,16 +115,11 @@ def split_url(url: str, model: str | None) -> tuple[str, str | None]:
 
 class RemoteRuntime(HttpModel):
     """A served classifier returning top-1 labels for canonical images, over HTTP
-    (``protocol="grpc"``: a :class:`~probe.remote.grpc_client.GrpcRuntime`)."""
-
-    def __new__(cls, endpoint: Endpoint):
-        if cls is RemoteRuntime and endpoint.protocol == "grpc":
-            from probe.remote.grpc_client import GrpcRuntime
-
-            return super().__new__(GrpcRuntime)
-        return super().__new__(cls)
+    (``protocol="grpc"``: :class:`probe.remote.grpc_client.GrpcRuntime`, the same above the wire)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
+        if endpoint.protocol == "grpc":
+            raise ProbeError("protocol grpc: open the endpoint with probe.remote.grpc_client.GrpcRuntime")
         self.endpoint = endpoint
         base, name = split_url(endpoint.url, endpoint.model)
         headers = dict(endpoint.headers)
