@@ -7,7 +7,11 @@ exactly as a remote adversary would see it:
 
 * ``protocol="v2"``: any Open Inference Protocol server (Triton, KServe, MLServer),
   JSON tensors; ``protocol="probe"``: ``probe serve`` (the binary tensor extension, the
-  key's budget read from every answer so that no request goes past it).
+  key's budget read from every answer so that no request goes past it); ``"grpc"``:
+  :class:`probe.remote.grpc_client.GrpcRuntime`.
+* The class count comes from the metadata (a score output, or ``num_classes``), from the
+  user (``Endpoint.classes``: ``--num-classes``, ``--classes``), or from one answer's
+  scores; INT labels, BYTES class names and score vectors are read.
 * The input's name, shape and datatype come from the server. A UINT8 input means the
   attacker sends 8-bit images: points are rounded to the 8-bit grid before they leave
   (:meth:`RemoteRuntime.as_sent` is what was sent; distances are measured on it).
