@@ -75,7 +75,7 @@ def grpc_server(model: str, port: int) -> None:
     def handler(fn, request):
         return grpc.unary_unary_rpc_method_handler(fn, request.FromString, lambda m: m.SerializeToString())
 
-    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    server = grpc.server(ThreadPoolExecutor(max_workers=8), options=[("grpc.max_receive_message_length", -1)])
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
         "ServerReady": handler(ready, pb.ServerReadyRequest), "ModelMetadata": handler(metadata, pb.ModelMetadataRequest),
         "ModelInfer": handler(infer, pb.ModelInferRequest)})])  # fmt: skip
@@ -183,7 +183,7 @@ def main() -> int:
                     server = [script, "--grpc-server", args.model, str(port)]
                     connect = lambda: GrpcRuntime(Endpoint(url=f"grpc://127.0.0.1:{port}", protocol="grpc",  # noqa: E731
                                                            model=name, concurrency=args.jobs, retries=0,
-                                                           points_per_request=args.batch_size, timeout=5))
+                                                           points_per_request=args.batch_size, timeout=120))
                 else:
                     target = Path(f"/tmp/probe-bench-{port}.toml")
                     target.write_text(f'url = "{url}/batch"\nimages_per_request = 8\n[image]\nsize = '

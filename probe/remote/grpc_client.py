@@ -127,6 +127,9 @@ class GrpcRuntime(RemoteRuntime):
                 return self._stub("ModelInfer")(request, timeout=self.endpoint.timeout, metadata=self._headers)
             except self._grpc.RpcError as exc:
                 code, details = _status(exc)
+                if code == "RESOURCE_EXHAUSTED" and "larger than" in details:  # a size limit: asking again won't pass
+                    raise ProbeError(f"the endpoint refused {points} point(s) as too large (gRPC {code}: {details}): "
+                                     "lower --batch-size") from None  # fmt: skip
                 if code not in RETRIED:
                     raise ProbeError(f"the endpoint refused {points} point(s) (gRPC {code}): {details}") from None
                 last = f"gRPC {code}: {details}"
@@ -179,7 +182,8 @@ def _status(exc) -> tuple[str, str]:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     name = getattr(code, "name", str(code))
-    return name, (details or "").strip().splitlines()[0][:200] if details else name
+    lines = (details or "").strip().splitlines()
+    return name, lines[0][:200] if lines else name
 
 
 def open_grpc(options, overrides: dict[str, Any], classes: Classes | None = None) -> GrpcRuntime:
