@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +71,13 @@ class Target:
 
 def load_target(path: str | os.PathLike, env: dict[str, str] | None = None) -> Target:
     """Read and check a target file; a ProbeError naming the file and the key on any fault."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser as a package (the serve extra brings it)
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ProbeError('--target needs Python 3.11+ or pip install "probe[serve]" (tomli)') from None
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
