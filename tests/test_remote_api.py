@@ -231,3 +231,19 @@ def test_target_file_faults_are_one_line_errors(cifar, tmp_path, run_main):
         done = run_main("predict", "--target", tmp_path / "bad.toml", "--limit", "1", timeout=60)
     assert done.returncode == 2 and done.stderr.strip().startswith("error: ") and "answer.kind" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_retry_after_and_the_rate_limiter():
+    from email.utils import formatdate
+
+    from probe.remote.transport import RateLimiter, retry_after
+
+    assert retry_after("3") == 3.0 and retry_after(None) is None and retry_after("soon") is None
+    assert 8 <= retry_after(formatdate(time.time() + 10, usegmt=True)) <= 10  # an HTTP date
+    assert retry_after(formatdate(time.time() - 60, usegmt=True)) == 0.0
+    limiter, start = RateLimiter(50.0), time.monotonic()
+    for _ in range(11):
+        limiter.wait()
+    assert time.monotonic() - start >= 10 / 50 - 0.01  # evenly spaced slots: 10 intervals of 20 ms
+    with pytest.raises(ProbeError, match="--max-rate must be"):
+        RateLimiter(0.0)
