@@ -10,8 +10,9 @@ runs on every path). Paths, each server in its own process on loopback:
 
 * ``local``: ONNX Runtime in this process (the reference);
 * ``callable``: the same session behind :class:`probe.CallableModel`;
-* ``v2-json`` / ``v2-binary``: ``probe serve`` (sigma 0) through ``--protocol v2`` (JSON
-  tensors) and ``--protocol probe`` (binary tensors);
+* ``v2-json`` / ``v2-binary``: ``probe serve`` (sigma 0) through ``--protocol v2`` with JSON
+  tensors, and with the binary tensor extension (``--protocol probe``; what ``v2`` picks when
+  the server lists ``binary_tensor_data``);
 * ``grpc``: a minimal KServe v2 gRPC server (grpcio) around the same model (needs grpcio);
 * ``api-png``: a FastAPI image API taking base64 PNGs (8 a request) through a target file.
 
@@ -176,7 +177,8 @@ def main() -> int:
                               str(port), "--batch-size", str(args.batch_size)]  # fmt: skip
                     protocol = "v2" if path == "v2-json" else "probe"
                     connect = lambda: RemoteRuntime(Endpoint(url=url, model=name, protocol=protocol,  # noqa: E731
-                                                             concurrency=args.jobs, points_per_request=args.batch_size))
+                                                             concurrency=args.jobs, points_per_request=args.batch_size,
+                                                             binary=path == "v2-binary"))
                 elif path == "grpc":
                     from probe.remote.grpc_client import GrpcRuntime
 

@@ -78,7 +78,7 @@ def test_labels_only_server_needs_a_class_count_and_then_gives_the_local_records
         with pytest.raises(ProbeError, match=r"answered labels outside \[0, 3\)"):  # a count too small shows
             RemoteRuntime(Endpoint(url=url, model="m", classes=Classes(count=3))).labels(images.x)
         remote = RemoteRuntime(Endpoint(url=url, model="m", classes=Classes(count=10), points_per_request=16))
-        assert remote.num_classes == 10
+        assert remote.num_classes == 10 and not remote.binary  # no GET /v2 here: JSON tensors
         records = attack_images(SmoothedClassifier(remote, 0.0, 1), images, config)
         remote.close()
     same_records(local, records)
@@ -113,7 +113,12 @@ def test_class_count_given_must_match_the_declared_one(cifar, tmp_path):
     with running(app) as url:
         with pytest.raises(ProbeError, match="--num-classes gives 12 classes but the endpoint declares 10"):
             RemoteRuntime(Endpoint(url=url, model="cifar10-cnn", classes=Classes(count=12)))
-        assert RemoteRuntime(Endpoint(url=url, model="cifar10-cnn", classes=Classes(count=10))).num_classes == 10
+        remote = RemoteRuntime(Endpoint(url=url, model="cifar10-cnn", classes=Classes(count=10)))
+        assert remote.num_classes == 10 and remote.binary  # probe serve lists binary_tensor_data at GET /v2
+        x = np.random.default_rng(4).random((5, 3, 32, 32), dtype=np.float32)
+        plain = RemoteRuntime(Endpoint(url=url, model="cifar10-cnn", binary=False))
+        assert not plain.binary and np.array_equal(remote.labels(x), plain.labels(x))
+        assert np.array_equal(remote.labels(x), cifar.labels(x))
 
 
 def test_cli_labels_only_endpoint_with_classes_file(cifar, tmp_path, run_cli):

@@ -59,6 +59,9 @@ class Endpoint:
     classes : the class count and/or names the user gave (``--num-classes``, ``--classes``):
         needed when the server declares no class count and answers labels or names only.
     max_rate : at most this many requests per second (None: no limit).
+    binary : send tensors with the binary tensor extension (None: with ``protocol="probe"``,
+        and with ``"v2"`` when the server lists ``binary_tensor_data`` at ``GET /v2``, as
+        Triton and ``probe serve`` do; JSON otherwise, as MLServer and KServe take).
     overrides : the server's input convention where it is not canonical
         (layout, channels, scale, mean, std, size, as :meth:`InputSpec.with_overrides`).
     """
@@ -77,6 +80,7 @@ class Endpoint:
     overrides: dict[str, Any] = field(default_factory=dict)
     classes: Classes = field(default_factory=Classes)
     max_rate: float | None = None
+    binary: bool | None = None
 
     def __post_init__(self) -> None:
         check_choice("--protocol", self.protocol, PROTOCOLS)
@@ -132,6 +136,11 @@ class RemoteRuntime(HttpModel):
         self._open(base_url=base, headers=headers, timeout=endpoint.timeout, concurrency=endpoint.concurrency,
                    retries=endpoint.retries, backoff=endpoint.backoff, max_rate=endpoint.max_rate)  # fmt: skip
         self._expect(self._get("/v2/health/ready"), "is not ready (GET /v2/health/ready)")
+        self.binary = endpoint.protocol == "probe" if endpoint.binary is None else endpoint.binary
+        if endpoint.binary is None and endpoint.protocol == "v2":
+            server = self._get("/v2")
+            extensions = server.json().get("extensions") if server.status_code == 200 and _is_json(server) else None
+            self.binary = isinstance(extensions, list) and "binary_tensor_data" in extensions
         self.model = name or self._only_model()
         meta = v2.parse_metadata(self._expect(self._get(f"/v2/models/{quote(self.model)}"), "has no such model").json())
         self._path = f"/v2/models/{quote(self.model)}/infer"
@@ -198,6 +207,7 @@ class RemoteRuntime(HttpModel):
             "output": self.info.output_name,
             "num_classes": self.num_classes,
             "points_per_request": self.points_per_request,
+            "binary_tensors": getattr(self, "binary", False),
             "concurrency": self.endpoint.concurrency,
             "batch_size": self.batch_size,
             "defended": self.defended,
@@ -215,7 +225,7 @@ class RemoteRuntime(HttpModel):
 
     def _ask(self, chunk: np.ndarray, binary: bool | None = None) -> dict:
         """The JSON answer of one inference request for the points of ``chunk``."""
-        binary = self.endpoint.protocol == "probe" if binary is None else binary
+        binary = self.binary if binary is None else binary
         body, headers = v2.encode(self.wire(chunk), self.input, request_id=uuid.uuid4().hex, binary=binary)
         return self._send("POST", self._path, len(chunk), content=body, headers=headers).json()
 
@@ -259,6 +269,13 @@ class RemoteRuntime(HttpModel):
             "the endpoint declares no class count and answers labels only: give it with --num-classes N "
             "or --classes FILE (one class name per line)"
         )
+
+
+def _is_json(answer) -> bool:
+    try:
+        return isinstance(answer.json(), dict)
+    except ValueError:
+        return False
 
 
 def parse_headers(items) -> tuple[tuple[str, str], ...]:

@@ -59,6 +59,7 @@ class GrpcRuntime(RemoteRuntime):
     def __init__(self, endpoint: Endpoint) -> None:
         grpc = need_grpc()
         self.endpoint, self._grpc, self._pb = endpoint, grpc, messages()
+        self.binary = True  # raw tensor contents
         target, secure = grpc_target(endpoint.url)
         _, name = split_url(endpoint.url, endpoint.model)
         self._start(concurrency=endpoint.concurrency, retries=endpoint.retries, backoff=endpoint.backoff,
