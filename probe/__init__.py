@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ImageSet": "probe.data",
     "load_images": "probe.data",
     "Runtime": "probe.runtime",
+    "CallableModel": "probe.remote.callable",
     "load_model": "probe.load",
     "load_samples": "probe.load",
     "SmoothedClassifier": "probe.smoothing",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
     from probe.errors import BudgetExceeded, ProbeError
     from probe.load import load_model, load_samples
     from probe.oracle import Criterion, Oracle, estimate_p_adv
+    from probe.remote.callable import CallableModel
     from probe.runs.campaign import AttackConfig, attack_images
     from probe.runs.certify import certify_images
     from probe.runtime import Runtime

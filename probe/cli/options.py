@@ -56,6 +56,10 @@ class ModelOptions:
     header: Optional[list[str]] = None
     timeout: float = 30.0
     defended: bool = False
+    num_classes: Optional[int] = None
+    classes: Optional[Path] = None
+    target: Optional[Path] = None
+    max_rate: Optional[float] = None
 
     def open(self):
         """The :class:`probe.runtime.Runtime` these flags describe (a
@@ -66,18 +70,18 @@ class ModelOptions:
         from probe.runtime import Runtime
         from probe.zoo import DEFAULT_MODEL, resolve_model
 
-        if self.endpoint is not None:
-            from probe.remote.client import open_endpoint
+        if self.endpoint or self.target or self.num_classes or self.classes or self.max_rate or ":" in (self.model or ""):
+            from probe.remote.open import open_remote  # --endpoint, --target, --model module:function (#38)
 
-            batch = parse_batch_size(self.batch_size)  # no local model to time: auto means 64 points
             try:
-                return open_endpoint(dataclasses.replace(self, batch_size=64 if batch == "auto" else batch), overrides)
+                if model := open_remote(self, overrides):  # None: --model NAME:X is no module:function
+                    return model
             except ValueError as exc:  # not a ProbeError: an answer that is not JSON (an HTML page) and the like
                 if isinstance(exc, ProbeError):
                     raise
                 json_error = type(exc).__name__ == "JSONDecodeError"
                 what = "not JSON (a proxy's or a login page?)" if json_error else "unusable"
-                raise ProbeError(f"--endpoint {self.endpoint}: the answer is {what}: {exc}") from None
+                raise ProbeError(f"{self.endpoint or self.target}: the answer is {what}: {exc}") from None
         require(not (self.defended or self.api_key or self.header), "--defended, --api-key and --header need --endpoint")
         path = resolve_model(self.model or DEFAULT_MODEL)
         batch = parse_batch_size(self.batch_size)
@@ -190,13 +194,18 @@ def _remote(flag: str, kind: Any, default: Any, text: str, **extra: Any) -> tupl
 _MODEL_PARAMS.update({
     "endpoint": _remote("--endpoint", Optional[str], None, "Query a served model at this URL instead of a file "
                         "(--model is its name there); needs pip install \"probe\\[serve]\"."),
-    "protocol": _remote("--protocol", str, "v2", "v2 (Open Inference Protocol: Triton, KServe, MLServer) or probe "
-                        "(probe serve)."),
+    "protocol": _remote("--protocol", str, "v2", "v2 (Open Inference Protocol: Triton, KServe, MLServer), grpc "
+                        "(the same over gRPC) or probe (probe serve)."),
     "concurrency": _remote("--concurrency", int, 4, "Requests in flight at once (each up to --batch-size points)."),
     "api_key": _remote("--api-key", Optional[str], None, "Bearer token for the endpoint.", envvar="PROBE_API_KEY"),
     "header": _remote("--header", Optional[list[str]], None, "Extra request header 'Name: value' (repeatable)."),
     "timeout": _remote("--timeout", float, 30.0, "Seconds per request (failed requests are retried)."),
     "defended": _remote("--defended", bool, False, "The endpoint smooths itself: no client-side --sigma/--n."),
+    # served models beyond ONNX files and v2 tensors (#38)
+    "num_classes": _remote("--num-classes", Optional[int], None, "Class count of a model answering labels only."),
+    "classes": _remote("--classes", Optional[Path], None, "Class names, one per line (index = line)."),
+    "target": _remote("--target", Optional[Path], None, "TOML file describing a plain HTTP image API."),
+    "max_rate": _remote("--max-rate", Optional[float], None, "At most this many requests per second."),
 })  # fmt: skip
 
 

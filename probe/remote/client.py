@@ -7,7 +7,11 @@ exactly as a remote adversary would see it:
 
 * ``protocol="v2"``: any Open Inference Protocol server (Triton, KServe, MLServer),
   JSON tensors; ``protocol="probe"``: ``probe serve`` (the binary tensor extension, the
-  key's budget read from every answer so that no request goes past it).
+  key's budget read from every answer so that no request goes past it); ``"grpc"``:
+  :class:`probe.remote.grpc_client.GrpcRuntime`.
+* The class count comes from the metadata (a score output, or ``num_classes``), from the
+  user (``Endpoint.classes``: ``--num-classes``, ``--classes``), or from one answer's
+  scores; INT labels, BYTES class names and score vectors are read.
 * The input's name, shape and datatype come from the server. A UINT8 input means the
   attacker sends 8-bit images: points are rounded to the 8-bit grid before they leave
   (:meth:`RemoteRuntime.as_sent` is what was sent; distances are measured on it).
@@ -23,24 +27,22 @@ exactly as a remote adversary would see it:
 
 from __future__ import annotations
 
-import threading
-import time
+import dataclasses
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from probe.errors import EndpointBudgetSpent, ProbeError
-from probe.remote import need
+from probe.errors import EndpointBudgetSpent, ProbeError  # noqa: F401 - EndpointBudgetSpent: re-exported
 from probe.remote import protocol as v2
-from probe.runtime import LabelModel
+from probe.remote.classes import Classes
+from probe.remote.transport import HttpModel, as_int
 from probe.spec import InputSpec
 from probe.validate import check_choice, check_int, check_real
 
-PROTOCOLS = ("v2", "probe")
+PROTOCOLS = ("v2", "probe", "grpc")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +56,12 @@ class Endpoint:
     timeout : seconds per request; retries : further tries of a failed request;
     backoff : the first retry's wait in seconds (doubled each time, at most 8 s).
     defended : the endpoint smooths itself (records say so; no client-side noise).
+    classes : the class count and/or names the user gave (``--num-classes``, ``--classes``):
+        needed when the server declares no class count and answers labels or names only.
+    max_rate : at most this many requests per second (None: no limit).
+    binary : send tensors with the binary tensor extension (None: with ``protocol="probe"``,
+        and with ``"v2"`` when the server lists ``binary_tensor_data`` at ``GET /v2``, as
+        Triton and ``probe serve`` do; JSON otherwise, as MLServer and KServe take).
     overrides : the server's input convention where it is not canonical
         (layout, channels, scale, mean, std, size, as :meth:`InputSpec.with_overrides`).
     """
@@ -70,6 +78,9 @@ class Endpoint:
     backoff: float = 0.25
     defended: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
+    classes: Classes = field(default_factory=Classes)
+    max_rate: float | None = None
+    binary: bool | None = None
 
     def __post_init__(self) -> None:
         check_choice("--protocol", self.protocol, PROTOCOLS)
@@ -78,8 +89,9 @@ class Endpoint:
         check_real("--timeout", self.timeout, 0.0, None, low_closed=False)
         check_int("retries", self.retries, 0, 100)
         parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ProbeError(f"--endpoint must be an http:// or https:// URL, got {self.url!r}")
+        schemes = ("http", "https", "grpc", "grpcs") if self.protocol == "grpc" else ("http", "https")
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ProbeError(f"--endpoint must be an {' or '.join(s + '://' for s in schemes)} URL, got {self.url!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,49 +121,48 @@ def split_url(url: str, model: str | None) -> tuple[str, str | None]:
     return base, model
 
 
-class RemoteRuntime(LabelModel):
-    """A served classifier returning top-1 labels for canonical images, over HTTP."""
+class RemoteRuntime(HttpModel):
+    """A served classifier returning top-1 labels for canonical images, over HTTP
+    (``protocol="grpc"``: :class:`probe.remote.grpc_client.GrpcRuntime`, the same above the wire)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
-        httpx = need("httpx")
+        if endpoint.protocol == "grpc":
+            raise ProbeError("protocol grpc: open the endpoint with probe.remote.grpc_client.GrpcRuntime")
         self.endpoint = endpoint
-        self._httpx = httpx
         base, name = split_url(endpoint.url, endpoint.model)
         headers = dict(endpoint.headers)
         if endpoint.api_key:
             headers["Authorization"] = f"Bearer {endpoint.api_key}"
-        self._client = httpx.Client(
-            base_url=base,
-            headers=headers,
-            timeout=endpoint.timeout,
-            limits=httpx.Limits(max_connections=endpoint.concurrency, max_keepalive_connections=endpoint.concurrency),
-        )
-        self._pool = ThreadPoolExecutor(max_workers=endpoint.concurrency, thread_name_prefix="probe-endpoint")
-        self._lock = threading.Lock()
-        self.base_url = base
-        self.remaining: int | None = None  # the key's budget left, as the server last said (probe protocol)
-        self._reserved = 0
-        self.answered = 0  # points whose answer arrived (what a server charges)
-        self.inferences = 0
-        self.calls = 0
-        self.rows = 0
-        self.retried = 0
-        self.session_seconds = 0.0
+        self._open(base_url=base, headers=headers, timeout=endpoint.timeout, concurrency=endpoint.concurrency,
+                   retries=endpoint.retries, backoff=endpoint.backoff, max_rate=endpoint.max_rate)  # fmt: skip
         self._expect(self._get("/v2/health/ready"), "is not ready (GET /v2/health/ready)")
+        self.binary = endpoint.protocol == "probe" if endpoint.binary is None else endpoint.binary
+        if endpoint.binary is None and endpoint.protocol == "v2":
+            server = self._get("/v2")
+            extensions = server.json().get("extensions") if server.status_code == 200 and _is_json(server) else None
+            self.binary = isinstance(extensions, list) and "binary_tensor_data" in extensions
         self.model = name or self._only_model()
         meta = v2.parse_metadata(self._expect(self._get(f"/v2/models/{quote(self.model)}"), "has no such model").json())
+        self._path = f"/v2/models/{quote(self.model)}/infer"
+        self._adopt(meta, f"{base}/v2/models/{self.model}")
+
+    def _adopt(self, meta: v2.ModelMeta, path: str) -> None:
+        """Learn the input, the class count and the convention from the model's metadata."""
+        endpoint = self.endpoint
         self.meta = meta
         layout = endpoint.overrides.get("layout")
         self.input = v2.image_input(meta, layout)
         spec = v2.wire_spec(self.input, endpoint.overrides)
+        if endpoint.classes.names:
+            spec = dataclasses.replace(spec, class_names=endpoint.classes.names)
         self.points_per_request = endpoint.points_per_request if self.input.batched else 1
         self.batch_size = self.points_per_request * endpoint.concurrency
-        self._path = f"/v2/models/{quote(self.model)}/infer"
         params = meta.parameters
-        classes = v2.num_scores(meta) or _int(params.get("num_classes"))
+        declared = v2.num_scores(meta) or as_int(params.get("num_classes"))
+        classes = endpoint.classes.reconcile(declared)
         output = meta.outputs[0].name if len(meta.outputs) == 1 else None
         self.info = RemoteInfo(
-            path=f"{base}/v2/models/{self.model}", input_name=self.input.name, output_name=output,
+            path=path, input_name=self.input.name, output_name=output,
             num_classes=0, fixed_batch=None, spec=spec, providers=(f"remote:{endpoint.protocol}",),
             metadata={str(k): str(v) for k, v in params.items()}, datatype=self.input.datatype,
             layout=self.input.layout,
@@ -159,38 +170,9 @@ class RemoteRuntime(LabelModel):
         classes = classes or self._count_classes()
         if classes < 2:
             raise ProbeError(f"the endpoint's model has {classes} class(es): not a classifier")
-        self.info = _replace(self.info, num_classes=int(classes))
+        self.info = dataclasses.replace(self.info, num_classes=int(classes))
 
     # ------------------------------------------------------------------ the Runtime interface
-    on_cuda = False
-
-    def wrapped_model(self):
-        raise ProbeError("a remote model has no ONNX graph here (in-graph smoothing needs a local file)")
-
-    def labels(self, x: np.ndarray) -> np.ndarray:
-        """Top-1 labels (int64, (N,)) of canonical images x (N, 3, H, W), as the server answers them."""
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1:] != self.input_shape:
-            raise ProbeError(f"expected images of shape (N, {self.input_shape}), got {x.shape}")
-        step = self.points_per_request
-        chunks = [x[i : i + step] for i in range(0, len(x), step)]
-        self._reserve(len(x))
-        start = time.perf_counter()
-        futures = [self._pool.submit(self._infer, chunk) for chunk in chunks]
-        results, error = [], None
-        for future in futures:  # wait for every request, so the counts are exact even on failure
-            try:
-                results.append(future.result())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, first one wins
-                error = error or exc
-        with self._lock:
-            self._reserved -= len(x)
-        self.session_seconds += time.perf_counter() - start
-        if error is not None:
-            raise error
-        self.inferences += len(x)
-        return np.concatenate(results) if results else np.empty(0, np.int64)
-
     def as_sent(self, x: np.ndarray) -> np.ndarray:
         """The canonical points the server receives for x: on the 8-bit grid for a UINT8 input."""
         return v2.as_sent(x, self.input.datatype)
@@ -225,6 +207,7 @@ class RemoteRuntime(LabelModel):
             "output": self.info.output_name,
             "num_classes": self.num_classes,
             "points_per_request": self.points_per_request,
+            "binary_tensors": getattr(self, "binary", False),
             "concurrency": self.endpoint.concurrency,
             "batch_size": self.batch_size,
             "defended": self.defended,
@@ -232,87 +215,35 @@ class RemoteRuntime(LabelModel):
             "providers": list(self.info.providers),
         }
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self._client.close()
-
     # ------------------------------------------------------------------ wire
     def wire(self, x: np.ndarray) -> np.ndarray:
         """Canonical points (k, 3, H, W) in the server's convention and datatype."""
         return v2.to_wire(x, self.info.spec, self.input)
 
     def _infer(self, chunk: np.ndarray) -> np.ndarray:
-        body, headers = v2.encode(
-            self.wire(chunk), self.input, request_id=uuid.uuid4().hex, binary=self.endpoint.protocol == "probe"
-        )
-        answer = self._send(body, headers, len(chunk))
-        labels = v2.top1(answer.json(), len(chunk), None)
-        if np.any(labels < 0) or np.any(labels >= self.info.num_classes):
-            raise ProbeError(f"the endpoint answered labels outside [0, {self.info.num_classes})")
-        with self._lock:
-            self.answered += len(chunk)
-            self.calls += 1
-            self.rows += len(chunk)
-        return labels
+        return v2.top1(self._ask(chunk), len(chunk), None, self.endpoint.classes)
 
-    def _send(self, body: bytes, headers: dict[str, str], points: int):
-        """POST one inference request, retrying what may pass; the answer (HTTP 200)."""
-        httpx, wait, last = self._httpx, self.endpoint.backoff, ""
-        for attempt in range(self.endpoint.retries + 1):
-            if attempt:
-                with self._lock:
-                    self.retried += 1
-                time.sleep(wait)
-                wait = min(wait * 2, 8.0)
-            try:
-                answer = self._client.post(self._path, content=body, headers=headers)
-            except httpx.ConnectError as exc:
-                if "SSL" in str(exc) or "certificate" in str(exc).lower():
-                    raise ProbeError(f"TLS failure talking to {self.base_url}: {_first(exc)}") from None
-                last = f"cannot connect to {self.base_url} ({_first(exc)})"
-                continue
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                last = f"{type(exc).__name__} from {self.base_url} ({_first(exc)})"
-                continue
-            self._note_budget(answer)
-            if answer.status_code == 200:
-                return answer
-            message, code = v2.error_message(answer.content)
-            if answer.status_code == 429 and code == v2.BUDGET_CODE:
-                raise EndpointBudgetSpent(f"the endpoint's query budget for this key is spent: {message}")
-            if answer.status_code == 429 or answer.status_code >= 500:
-                last = f"HTTP {answer.status_code}: {message}"
-                after = _int(answer.headers.get("Retry-After"))
-                wait = max(wait, min(float(after or 0), 8.0))
-                continue
-            raise ProbeError(f"the endpoint refused {points} point(s) (HTTP {answer.status_code}): {message}")
-        raise ProbeError(f"the endpoint failed {self.endpoint.retries + 1} times: {last}")
+    def _ask(self, chunk: np.ndarray, binary: bool | None = None) -> dict:
+        """The JSON answer of one inference request for the points of ``chunk``."""
+        binary = self.binary if binary is None else binary
+        body, headers = v2.encode(self.wire(chunk), self.input, request_id=uuid.uuid4().hex, binary=binary)
+        return self._send("POST", self._path, len(chunk), content=body, headers=headers).json()
+
+    def _refused(self, status: int, message: str, points: int) -> str:
+        params = self.meta.parameters if hasattr(self, "meta") else {}
+        if status == 400 and params.get("probe_defended") and not self.endpoint.defended:
+            return (
+                f"the endpoint smooths its answers itself (it advertises probe_defended: true, sigma "
+                f"{params.get('probe_sigma')}, n {params.get('probe_n')}) and refused client-side noisy points "
+                f"({message}): run with --defended (no client-side --sigma/--n)"
+            )
+        return super()._refused(status, message, points)
 
     def _note_budget(self, answer) -> None:
-        left = _int(answer.headers.get(v2.BUDGET_HEADER))
+        left = as_int(answer.headers.get(v2.BUDGET_HEADER))
         if left is not None and self.endpoint.protocol == "probe":
             with self._lock:
                 self.remaining = left if self.remaining is None else min(self.remaining, left)
-
-    def _reserve(self, points: int) -> None:
-        """Never send more points than the key's budget has left (when the server says it)."""
-        with self._lock:
-            if self.remaining is not None and points > self.remaining - self._reserved:
-                raise EndpointBudgetSpent(
-                    f"the endpoint's query budget for this key is spent ({self.remaining} point(s) left, {points} asked)"
-                )
-            self._reserved += points
-
-    def _get(self, path: str):
-        try:
-            answer = self._client.get(path)
-        except self._httpx.ConnectError as exc:
-            kind = "TLS failure talking to" if "SSL" in str(exc) else "cannot reach"
-            raise ProbeError(f"{kind} {self.base_url}: {_first(exc)}") from None
-        except self._httpx.HTTPError as exc:
-            raise ProbeError(f"cannot talk to {self.base_url}: {type(exc).__name__} {_first(exc)}") from None
-        self._note_budget(answer)
-        return answer
 
     def _expect(self, answer, what: str):
         if answer.status_code != 200:
@@ -329,45 +260,41 @@ class RemoteRuntime(LabelModel):
 
     def _count_classes(self) -> int:
         """A server that declares no class count: learn it from one answer's scores."""
-        zero = np.zeros((1, *self.input_shape), np.float32)
-        body, headers = v2.encode(self.wire(zero), self.input, request_id=uuid.uuid4().hex, binary=False)
-        data = self._send(body, headers, 1).json()
+        data = self._ask(np.zeros((1, *self.input_shape), np.float32), binary=False)
         for item in data.get("outputs") or []:
             shape = item.get("shape") or []
-            if len(shape) >= 1 and int(shape[-1]) >= 2:
+            if len(shape) >= 1 and int(shape[-1]) >= 2 and str(item.get("datatype")).upper() != "BYTES":
                 return int(shape[-1])
-        raise ProbeError("the endpoint declares no class count and answers labels only: not usable as a classifier")
+        raise ProbeError(
+            "the endpoint declares no class count and answers labels only: give it with --num-classes N "
+            "or --classes FILE (one class name per line)"
+        )
 
 
-def _replace(info: RemoteInfo, **changes) -> RemoteInfo:
-    from dataclasses import replace
-
-    return replace(info, **changes)
-
-
-def _int(value: Any) -> int | None:
+def _is_json(answer) -> bool:
     try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
+        return isinstance(answer.json(), dict)
+    except ValueError:
+        return False
 
 
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
-
-def open_endpoint(options, overrides: dict[str, Any]) -> RemoteRuntime:
-    """The RemoteRuntime of the CLI's model options (``--endpoint`` given)."""
+def parse_headers(items) -> tuple[tuple[str, str], ...]:
+    """``--header 'Name: value'`` (repeatable) as (name, value) pairs."""
     headers = []
-    for item in options.header or []:
+    for item in items or []:
         name, sep, value = item.partition(":")
         if not sep or not name.strip():
             raise ProbeError(f"--header expects 'Name: value', got {item!r}")
         headers.append((name.strip(), value.strip()))
+    return tuple(headers)
+
+
+def open_endpoint(options, overrides: dict[str, Any], classes: Classes | None = None) -> RemoteRuntime:
+    """The RemoteRuntime of the CLI's model options (``--endpoint`` given)."""
     endpoint = Endpoint(
         url=options.endpoint, protocol=options.protocol, model=options.model,
         points_per_request=options.batch_size, concurrency=options.concurrency, api_key=options.api_key,
-        headers=tuple(headers), timeout=options.timeout, defended=options.defended, overrides=overrides,
+        headers=parse_headers(options.header), timeout=options.timeout, defended=options.defended,
+        overrides=overrides, classes=classes or Classes(), max_rate=getattr(options, "max_rate", None),
     )  # fmt: skip
     return RemoteRuntime(endpoint)

@@ -7,8 +7,9 @@
   ``Inference-Header-Content-Length`` bytes, then the raw little-endian tensor), which
   ``probe serve`` also reads and which saves the JSON encoding of every float.
 * An inference response -> top-1 labels: an INT output of shape (k,) or (k, 1) is read
-  as labels, a numeric (k, C) output as scores (argmax, ties to the lowest index);
-  anything else is not a classifier.
+  as labels, a BYTES one as class names (mapped through the user's class list), a
+  numeric (k, C) output as scores (argmax, ties to the lowest index); anything else is
+  not a classifier.
 
 Errors follow the protocol: ``{"error": "message"}``; ``probe serve`` adds a ``code``
 (``budget_exhausted``, ``rate_limited``, ...).
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from probe.errors import ProbeError
+from probe.remote.classes import Classes
 from probe.spec import InputSpec
 
 DTYPES: dict[str, np.dtype] = {
@@ -141,10 +143,11 @@ def decode_request(body: bytes, header_length: int | None) -> tuple[dict, bytes]
     return json.loads(body[:header_length]), body[header_length:]
 
 
-def top1(body: Any, k: int, output: str | None = None) -> np.ndarray:
+def top1(body: Any, k: int, output: str | None = None, classes: Classes | None = None) -> np.ndarray:
     """Top-1 labels (k,) int64 from an inference response's JSON.
 
-    output : the output to read (default: the only one, else the first INT or 2-D one).
+    output : the output to read (default: the only one, else the first INT, BYTES or 2-D one).
+    classes : maps the class names of a BYTES output to indices.
     A ProbeError when no output is a classifier's answer for k points.
     """
     outputs = body.get("outputs") if isinstance(body, dict) else None
@@ -156,11 +159,27 @@ def top1(body: Any, k: int, output: str | None = None) -> np.ndarray:
             raise ProbeError(f"the endpoint's answer has no output {output!r}")
         outputs = chosen
     for item in outputs:
-        labels = _labels_of(item, k)
+        labels = _names_of(item, k, classes) if _is_bytes(item) else _labels_of(item, k)
         if labels is not None:
             return labels
     shapes = [o.get("shape") if isinstance(o, dict) else o for o in outputs]
     raise ProbeError(f"the endpoint's output is not a classifier's answer for {k} point(s): shapes {shapes}")
+
+
+def _is_bytes(item: Any) -> bool:
+    return isinstance(item, dict) and str(item.get("datatype", "")).upper() == "BYTES"
+
+
+def _names_of(item: dict, k: int, classes: Classes | None) -> np.ndarray | None:
+    """A BYTES output of k class names, shape (k,) or (k, 1), as indices of the class list."""
+    try:
+        shape = [int(d) for d in item["shape"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    data = np.asarray(item.get("data"), dtype=object).ravel()
+    if data.size != k or not (shape in ([k], [k, 1]) or (k == 1 and shape in ([], [1]))):
+        return None
+    return np.array([(classes or Classes()).index(name) for name in data], dtype=np.int64)
 
 
 def _labels_of(item: Any, k: int) -> np.ndarray | None:
