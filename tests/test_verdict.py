@@ -266,7 +266,7 @@ def test_preset_options_and_criterion_reach_the_records(make_linear, run_cli, tm
                 False,
             )
         else:
-            assert (params["bs_max_iter"], params["T"], params["theta_max"]) == (10, 3, 30.0)
+            assert (params["bs_max_iter"], params["T"], params["theta_max"]) == (10, 1, 30.0)  # t-maho/SurFree@c9920f2
         if r["found"]:
             assert (out / r["adv_file"]).is_file()
 
