@@ -44,12 +44,19 @@ _EXPORTS: dict[str, str] = {
     "HSJA": "probe.attacks",
     "SurFree": "probe.attacks",
     "RayS": "probe.attacks",
+    "CGBA": "probe.attacks",
+    "PopSkipJump": "probe.attacks",
+    "PSJ": "probe.attacks",
+    "Attack": "probe.attacks",
+    "Confirmed": "probe.attacks",
     "AttackOutcome": "probe.attacks",
     "make_attack": "probe.attacks",
     "run_attack": "probe.attacks",
     "AttackConfig": "probe.runs.campaign",
     "attack_images": "probe.runs.campaign",
     "certify_images": "probe.runs.certify",
+    "AttackRecord": "probe.runs.record",
+    "record_schema": "probe.runs.record",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -71,8 +78,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
     from probe.attacks import (
         ATTACKS,
+        CGBA,
         HSJA,
+        PSJ,
+        Attack,
         AttackOutcome,
+        Confirmed,
+        PopSkipJump,
         RayS,
         SurFree,
         make_attack,
@@ -86,6 +98,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
     from probe.remote.callable import CallableModel
     from probe.runs.campaign import AttackConfig, attack_images
     from probe.runs.certify import certify_images
+    from probe.runs.record import AttackRecord, record_schema
     from probe.runtime import Runtime
     from probe.smoothing import (
         ABSTAIN,

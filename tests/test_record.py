@@ -54,3 +54,15 @@ def test_every_record_the_cli_writes_validates(make_linear, run_cli, tmp_path, s
     assert [r["skipped"] for r in skipped] == ["misclassified"] * 2
     assert all(r["success"] is None and r["verdict"] is None for r in skipped)  # never a failure to average
     assert all(r["success"] in (True, False) for r in records if not r["skipped"])
+
+
+def test_from_probe_import_gives_every_attack_and_the_record():
+    """Everything public is importable from ``probe`` (lazily): every registered attack's class,
+    the confirmation wrapper, the model wrappers and the typed record."""
+    import probe
+    from probe.attacks import ATTACKS
+
+    for cls in ATTACKS.values():
+        assert getattr(probe, cls.__name__) is cls
+    for name in ("Confirmed", "Attack", "CallableModel", "AttackRecord", "record_schema", "load_model", "Oracle"):
+        assert name in dir(probe) and getattr(probe, name) is not None
