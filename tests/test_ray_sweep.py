@@ -147,7 +147,7 @@ def test_without_ray_the_command_says_what_to_install(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
-    assert 'pip install "probe[ray]"' in result.stderr and "Traceback" not in result.stderr
+    assert 'pip install "onnx-probe[ray]"' in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error:")
     assert not (tmp_path / "o").exists()  # nothing started, nothing written
 

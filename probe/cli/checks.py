@@ -75,7 +75,7 @@ def plot_path(path: Path | None, flag: str = "--plot") -> Path | None:
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise ProbeError(f"{flag} needs the plot extra: pip install 'probe[plot]'")
+        raise ProbeError(f"{flag} needs the plot extra: pip install 'onnx-probe[plot]'")
     return path
 
 

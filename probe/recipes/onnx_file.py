@@ -18,7 +18,7 @@ from probe.errors import ProbeError
 from probe.spec import METADATA_KEY, InputSpec
 from probe.zoo import PROVENANCE_KEY, VARIANT_KEY
 
-TORCH_HINT = "needs the export extra: pip install torch==2.13.0 && pip install 'probe[export]'"
+TORCH_HINT = "needs the export extra: pip install torch==2.13.0 && pip install 'onnx-probe[export]'"
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"

@@ -19,7 +19,7 @@
 * :mod:`probe.remote.batcher`, :mod:`probe.remote.server`: a defended model as a v2
   service (FastAPI + uvicorn) answering labels only.
 
-The HTTP libraries come with the ``serve`` extra (``pip install "probe[serve]"``) and
+The HTTP libraries come with the ``serve`` extra (``pip install "onnx-probe[serve]"``) and
 are imported only when a remote model is used.
 """
 
@@ -30,7 +30,7 @@ from types import ModuleType
 
 from probe.errors import ProbeError
 
-EXTRA = 'pip install "probe[serve]"'
+EXTRA = 'pip install "onnx-probe[serve]"'
 
 
 def need(module: str) -> ModuleType:

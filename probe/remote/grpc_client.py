@@ -8,7 +8,7 @@ and MLServer's clients send them), the outputs read from ``raw_output_contents``
 metadata, UINT8 inputs rounded to the 8-bit grid, ``--num-classes``/``--classes``, labels,
 class names or scores, requests in parallel, retries on UNAVAILABLE, RESOURCE_EXHAUSTED
 and DEADLINE_EXCEEDED, ``--max-rate``. The message classes come from
-:mod:`probe.remote.kserve_grpc`. Needs ``pip install "probe[grpc]"`` (grpcio, protobuf).
+:mod:`probe.remote.kserve_grpc`. Needs ``pip install "onnx-probe[grpc]"`` (grpcio, protobuf).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from probe.remote.classes import Classes
 from probe.remote.client import Endpoint, RemoteRuntime, parse_headers, split_url
 from probe.remote.kserve_grpc import SERVICE, messages, parameter_value
 
-EXTRA = 'pip install "probe[grpc]"'
+EXTRA = 'pip install "onnx-probe[grpc]"'
 RETRIED = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "ABORTED")
 CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents", "INT32": "int_contents",
             "INT16": "int_contents", "INT8": "int_contents", "UINT64": "uint64_contents", "UINT32": "uint_contents",

@@ -77,7 +77,7 @@ def load_target(path: str | os.PathLike, env: dict[str, str] | None = None) -> T
         try:
             import tomli as tomllib
         except ImportError:
-            raise ProbeError('--target needs Python 3.11+ or pip install "probe[serve]" (tomli)') from None
+            raise ProbeError('--target needs Python 3.11+ or pip install "onnx-probe[serve]" (tomli)') from None
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -25,7 +25,7 @@ def pyplot():
         matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ProbeError("drawing figures needs the plot extra: pip install 'probe[plot]'") from None
+        raise ProbeError("drawing figures needs the plot extra: pip install 'onnx-probe[plot]'") from None
     return plt
 
 

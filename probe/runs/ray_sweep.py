@@ -20,7 +20,7 @@ per worker, and hands units to the workers as they free up:
 Every random stream is keyed by the image's and the attack's identity
 (:mod:`probe.runs.streams`), never by which worker runs it or beside what, so the records
 are those of a local run (but for ``seconds``). Ray is an optional extra:
-``pip install "probe[ray]"``.
+``pip install "onnx-probe[ray]"``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ runs each unit's jobs through one engine, so that its model batches stay full. I
 keeps as many jobs at once as fit in its share of its node's memory
 (:func:`probe.engine.host_share`: the larger of its shares of the node's CPUs and GPUs), so
 that the workers of one node do not each claim the whole node. Ray is an optional extra:
-``pip install "probe[ray]"``.
+``pip install "onnx-probe[ray]"``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from probe.errors import ProbeError
 from probe.runs.sweep import attack_config, open_runtime
 from probe.runs.sweep_file import Sweep, SweepConfig
 
-INSTALL = 'pip install "probe[ray]"'
+INSTALL = 'pip install "onnx-probe[ray]"'
 # what a worker's unit streams back: its kind, then its fields (see SweepWorker.run)
 CLEAN, RECORD, CERTIFIED, END, ERROR = "clean", "record", "certified", "end", "error"
 
