@@ -148,3 +148,16 @@ def test_the_best_of_the_attacks_over_queries_and_its_undecided_band():
     assert series["rays"]["robust"] == [0.5, 0.5, 0.5]
     assert series["best"]["robust"] == [0.5, 0.5, 0.0] and series["best"]["robust_upper"] == [0.5, 0.5, 0.5]
     assert series["best"]["median"] == [None, None, pytest.approx(0.375)]  # (0.3, 0.45) at 1000; inf before
+
+
+def test_a_curve_over_queries_needs_a_point_before_the_end():
+    """Under smoothing a point counts only once confirmed, at the end of the attack: such
+    trajectories alone draw no curve; one record with an earlier point does."""
+    from probe.runs.robust import has_trajectory
+
+    end_only = {"queries": [10, 100, 914], "l2": [None, None, 3.1], "linf": [None, None, 0.1]}
+    early = {"queries": [10, 100, 1000], "l2": [None, 2.0, 1.5], "linf": [None, 0.1, 0.1]}
+    assert not has_trajectory([rec("a", "hsja", "adversarial", 3.1, trajectory=end_only)])
+    assert has_trajectory([rec("a", "hsja", "adversarial", 3.1, trajectory=end_only),
+                           rec("b", "rays", "adversarial", 1.5, trajectory=early)])  # fmt: skip
+    assert not has_trajectory([rec("a", "hsja", "adversarial", 3.1)])  # older records: none

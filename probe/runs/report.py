@@ -148,7 +148,9 @@ def _figures(folder: Path, groups: dict, labels: dict, eps: dict, rows: list[dic
         made.append(("figure", "Robust accuracy at the headline eps and median distortion against the queries spent",
                      figs.plot_robust_queries(data, labels, fig_dir / "robust_accuracy_queries.png")))
     else:
-        made.append("No robust-accuracy-vs-queries figure: the records hold no `trajectory` (older runs).")
+        made.append("No robust-accuracy-vs-queries figure: no record found a point before its last query (under "
+                    "smoothing a point counts only once confirmed, at the end of each attack; compare runs at several "
+                    "budgets instead), or the records predate `trajectory`.")
     if len({r["sigma"] for r in rows}) > 1:
         points = distortion_points(rows)
         if any(p["accuracy"] is not None and p["mean_l2"] is not None for p in points):

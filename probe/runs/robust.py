@@ -211,7 +211,16 @@ def trajectory_at(record: dict, norm: str, queries: int) -> float:
 
 
 def has_trajectory(records: list[dict]) -> bool:
-    return any((r.get("trajectory") or {}).get("queries") for r in records if not r.get("skipped"))
+    """Whether some record's trajectory has a point before its end: a curve over queries says
+    something. Under a confirmation phase (smoothing) a point counts only once confirmed, at
+    the end of the attack, so such records alone draw no curve (runs at several budgets do)."""
+    for r in records:
+        if r.get("skipped"):
+            continue
+        traj = r.get("trajectory") or {}
+        if any(v is not None for v in (traj.get("l2") or [])[:-1]):
+            return True
+    return False
 
 
 def query_grid(records: list[dict]) -> list[int]:
