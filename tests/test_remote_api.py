@@ -230,8 +230,14 @@ def test_target_file_faults_are_one_line_errors(cifar, tmp_path, run_main):
         with pytest.raises(ProbeError, match="the API's answer has no predictions.0.label"):
             ApiRuntime(t).labels(np.zeros((1, 3, 32, 32), np.float32))
         done = run_main("predict", "--target", tmp_path / "bad.toml", "--limit", "1", timeout=60)
+        good = write(tmp_path / "g.toml", f'url = "{url}/batch"\n[image]\nsize = [32, 32]\n[body]\n'
+                     'json = { instances = ["${image}"] }\n[answer]\nlabel = "predictions[0].label"\n'
+                     'kind = "index"\nnum_classes = 10\n')  # fmt: skip
+        no_images = run_main("predict", "--target", good, "--limit", "1", timeout=60)
     assert done.returncode == 2 and done.stderr.strip().startswith("error: ") and "answer.kind" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    # an API has no bundled samples: without --images it is an error, not the default model's images
+    assert no_images.returncode == 2 and "has no bundled sample images: give --images" in no_images.stderr
 
 
 def test_retry_after_and_the_rate_limiter():

@@ -226,6 +226,10 @@ class ImageOptions:
 
         images = [*(self.images or []), *(self.paths or [])]  # --images and positional images alike
         if not images:
+            from probe.runtime import Runtime
+
+            if (model is None and not isinstance(runtime, Runtime)) or ":" in (model or ""):
+                raise ProbeError("a --target API or a Python function has no bundled sample images: give --images")
             folder = default_images(model or DEFAULT_MODEL)
             if folder is None:
                 raise ProbeError("this model has no bundled sample images: give some with --images")
