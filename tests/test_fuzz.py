@@ -163,3 +163,15 @@ def test_the_endpoint_url_check_gives_the_url_or_a_probe_error(url):
         from probe.remote.client import Endpoint
 
         Endpoint(url=url)
+
+
+def test_a_grpc_endpoint_may_be_host_and_port():
+    from probe.cli.checks import endpoint_url
+
+    assert endpoint_url("127.0.0.1:8001", "grpc") == "127.0.0.1:8001"
+    assert endpoint_url("grpcs://triton.example:443", "grpc") == "grpcs://triton.example:443"
+    for bad in ("127.0.0.1:8001", "grpc://h:1"):  # neither is an HTTP URL
+        with pytest.raises(ProbeError, match="http:// or https://"):
+            endpoint_url(bad)
+    with pytest.raises(ProbeError, match="host:port"):
+        endpoint_url("127.0.0.1:99999", "grpc")

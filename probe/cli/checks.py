@@ -98,21 +98,25 @@ def model_overrides(options) -> dict[str, Any]:
         raise ProbeError(f"--{exc}") from None
     parse_batch_size(options.batch_size)
     if options.endpoint is not None:
-        endpoint_url(options.endpoint)
+        endpoint_url(options.endpoint, options.protocol)
     return overrides
 
 
-def endpoint_url(url: str) -> str:
-    """``--endpoint``: an http:// or https:// URL that parses (``http://[::1`` does not)."""
+def endpoint_url(url: str, protocol: str = "v2") -> str:
+    """``--endpoint``: an http:// or https:// URL that parses (``http://[::1`` does not); with
+    ``--protocol grpc`` also ``host:port``, ``grpc://`` or ``grpcs://``."""
     from urllib.parse import urlsplit
 
+    schemes = ("http", "https", "grpc", "grpcs") if protocol == "grpc" else ("http", "https")
+    kinds = "a host:port or an http(s)/grpc(s) URL" if protocol == "grpc" else "an http:// or https:// URL"
+    full = url if protocol != "grpc" or "://" in url else f"grpc://{url}"
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(full)
         parts.port  # noqa: B018 (a port that is not a number in 0..65535 raises here)
     except ValueError as exc:
-        raise ProbeError(f"--endpoint must be an http:// or https:// URL, got {url!r} ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ProbeError(f"--endpoint must be an http:// or https:// URL, got {url!r}")
+        raise ProbeError(f"--endpoint must be {kinds}, got {url!r} ({exc})") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ProbeError(f"--endpoint must be {kinds}, got {url!r}")
     return url
 
 
