@@ -328,5 +328,5 @@ def test_without_the_serve_extra_the_error_is_one_line_naming_it(monkeypatch):
         return real(name)
 
     monkeypatch.setattr(remote.importlib, "import_module", no_httpx)
-    with pytest.raises(ProbeError, match=r'httpx is not installed: .* pip install "probe\[serve\]"'):
+    with pytest.raises(ProbeError, match=r'httpx is not installed: .* pip install "onnx-probe\[serve\]"'):
         RemoteRuntime(Endpoint(url="http://127.0.0.1:1"))
