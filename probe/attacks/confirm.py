@@ -154,7 +154,7 @@ class Confirmed(Attack):
             point = candidates[k]
             answers = yield from tracker.query(np.broadcast_to(point, (votes, *x0.shape)))
             hits, asked, stays = hits + int(answers.sum()), asked + len(answers), stays + 1
-            if special.betaincinv(hits, asked - hits + 1, alpha) >= self.level if hits else False:
+            if hits and special.betaincinv(hits, asked - hits + 1, alpha) >= self.level:
                 tracker.confirmed = point
                 return
             sure = hits >= asked * (1.0 + self.level) / 2.0
