@@ -322,8 +322,7 @@ def load_images(
     paths = expand_sources(sources)
     names = image_ids(paths)  # over every image given: an id does not depend on --limit
     if limit is not None:
-        if limit < 1:
-            raise ProbeError(f"--limit must be >= 1, got {limit}")
+        check_int("limit", limit, 1)
         paths, names = paths[:limit], names[:limit]
     tables: dict[Path | None, dict[str, int]] = {}  # None: the labels_csv of every image
     if labels_csv:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from probe.errors import ProbeError
+from probe.errors import ParameterError, ProbeError, braces
 from probe.spec import METADATA_KEY, InputSpec
 
 _PRE = "probe_pre_"
@@ -102,7 +102,8 @@ def wrap_model(
     outputs = {o.name: o for o in graph.output}
     if output_name is None:
         if len(outputs) != 1:
-            raise ProbeError(f"the model has {len(outputs)} outputs {sorted(outputs)}: choose the logits with --output")
+            raise ParameterError(f"the model has {len(outputs)} outputs {braces(sorted(outputs))}: choose the logits "
+                                 "with {name}", name="output")  # fmt: skip
         output_name = next(iter(outputs))
     if output_name not in outputs:
         raise ProbeError(f"no output named {output_name!r}; outputs: {sorted(outputs)}")
@@ -238,7 +239,7 @@ class Runtime(LabelModel):
         hw = (dims[1], dims[2]) if spec.layout == "NHWC" else (dims[2], dims[3])
         if spec.size is None:
             if None in hw:
-                raise ProbeError("the model's input size is dynamic: give it with --size HxW (e.g. --size 224x224)")
+                raise ParameterError("the model's input size is dynamic: give it with {name} (e.g. 224x224)", name="size")
             spec = spec.with_overrides(size=hw)
         elif None not in hw and tuple(hw) != tuple(spec.size):
             raise ProbeError(f"input size {tuple(spec.size)} does not match the model's {tuple(hw)}")

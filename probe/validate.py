@@ -1,4 +1,4 @@
-"""Parameter validation, in one place: every check raises :class:`~probe.errors.ProbeError`
+"""Parameter validation, in one place: every check raises :class:`~probe.errors.ParameterError`
 with the parameter's name, its value and the accepted range (scikit-learn style).
 
 Pure Python (NumPy's booleans are refused without importing NumPy), so that every layer
@@ -13,7 +13,7 @@ import numbers
 import sys
 from typing import Iterable
 
-from probe.errors import ProbeError
+from probe.errors import ParameterError, braces
 
 
 def _is_bool(value: object) -> bool:
@@ -28,10 +28,10 @@ def check_int(name: str, value: object, minimum: int | None = None, maximum: int
     lo = "-inf" if minimum is None else minimum
     hi = "inf" if maximum is None else maximum
     if _is_bool(value) or not isinstance(value, numbers.Integral):
-        raise ProbeError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        raise ParameterError(f"{{name}} must be an integer in [{lo}, {hi}], got {braces(repr(value))}", name=name)
     v = int(value)
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-        raise ProbeError(f"{name} must be an integer in [{lo}, {hi}], got {v}")
+        raise ParameterError(f"{{name}} must be an integer in [{lo}, {hi}], got {v}", name=name)
     return v
 
 
@@ -49,14 +49,14 @@ def check_real(
     right = "]" if high_closed and high is not None else ")"
     interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
     if _is_bool(value) or not isinstance(value, numbers.Real):
-        raise ProbeError(f"{name} must be a real number in {interval}, got {value!r}")
+        raise ParameterError(f"{{name}} must be a real number in {interval}, got {braces(repr(value))}", name=name)
     v = float(value)
     if not math.isfinite(v):
-        raise ProbeError(f"{name} must be a finite number in {interval}, got {v!r}")
+        raise ParameterError(f"{{name}} must be a finite number in {interval}, got {v!r}", name=name)
     if low is not None and (v < low or (v == low and not low_closed)):
-        raise ProbeError(f"{name} must be in {interval}, got {v!r}")
+        raise ParameterError(f"{{name}} must be in {interval}, got {v!r}", name=name)
     if high is not None and (v > high or (v == high and not high_closed)):
-        raise ProbeError(f"{name} must be in {interval}, got {v!r}")
+        raise ParameterError(f"{{name}} must be in {interval}, got {v!r}", name=name)
     return v
 
 
@@ -64,7 +64,8 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
     """``value`` if it is one of ``choices``."""
     options = tuple(choices)
     if value not in options:
-        raise ProbeError(f"{name} must be one of {', '.join(map(str, options))}, got {value!r}")
+        listed = braces(", ".join(map(str, options)))
+        raise ParameterError(f"{{name}} must be one of {listed}, got {braces(repr(value))}", name=name)
     return value
 
 
@@ -86,3 +87,17 @@ def check_pa(pa: object, *, name: str = "pa") -> float:
 def check_alpha(alpha: object, *, name: str = "alpha") -> float:
     """A test level in (0, 1)."""
     return check_real(name, alpha, 0.0, 1.0, low_closed=False, high_closed=False)
+
+
+def check_batch_size(value: object, *, name: str = "batch_size") -> int | str:
+    """Rows per model call: ``"auto"`` (measured) or an integer >= 1 (a digit string is read)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit():
+            raise ParameterError(f"{{name}} must be auto or an integer >= 1, got {braces(repr(value))}", name=name)
+        value = int(text)
+    if _is_bool(value) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ParameterError(f"{{name}} must be auto or an integer >= 1, got {braces(repr(value))}", name=name)
+    return int(value)

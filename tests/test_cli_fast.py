@@ -26,7 +26,7 @@ BAD_ARGUMENTS = [
     (["attack", "--attack", "nope"], "unknown attack nope"),
     (["attack", "--criterion", "votes"], "--criterion must be one of label, paper"),
     (["attack", "--preset", "best"], "--preset must be one of probe, paper"),
-    (["attack", "--norm", "l3"], "--norm must be l2 or linf"),
+    (["attack", "--norm", "l3"], "--norm must be one of l2, linf"),
     (["attack", "--pa", "1.5"], "--pa"),
     (["attack", "--sigma", "-0.1"], "--sigma"),
     (["attack", "--n", "0"], "--n"),
@@ -42,7 +42,7 @@ BAD_ARGUMENTS = [
     (["attack", "--layout", "NCWH"], "--layout must be NCHW or NHWC"),
     (["attack", "--scale", "0"], "--scale must be positive"),
     (["attack", "--size", "0x4"], "--size expects HxW"),
-    (["attack", "--batch-size", "many"], "--batch-size expects auto or an integer"),
+    (["attack", "--batch-size", "many"], "--batch-size must be auto or an integer"),
     (["attack", "--limit", "0"], "'--limit'"),
     (["attack", "--budgt", "3"], "No such option: --budgt"),
     (["predict", "--seed", "-1"], "'--seed'"),
@@ -103,6 +103,10 @@ def test_the_registries_of_the_parse_path_are_the_libraries():
     assert checks.ATTACK_NAMES == tuple(ATTACKS)
     assert checks.CRITERIA == tuple(RULES)
     assert checks.PRESET_NAMES == tuple(PRESETS)
+    from probe.attacks.base import DOMAINS
+    from probe.runs import settings
+
+    assert settings.DOMAINS == tuple(DOMAINS)
 
 
 def test_the_attack_option_form_is_the_presets():

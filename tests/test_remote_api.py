@@ -252,5 +252,8 @@ def test_retry_after_and_the_rate_limiter():
     for _ in range(11):
         limiter.wait()
     assert time.monotonic() - start >= 10 / 50 - 0.01  # evenly spaced slots: 10 intervals of 20 ms
-    with pytest.raises(ProbeError, match="--max-rate must be"):
+    with pytest.raises(ProbeError, match="^max_rate must be") as error:
         RateLimiter(0.0)
+    from probe.cli import FLAGS
+
+    assert error.value.render(FLAGS).startswith("--max-rate must be")

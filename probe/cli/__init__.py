@@ -25,7 +25,7 @@ import typer
 from probe import __version__
 from probe.cli import attack, bench, core, figures, models, runs, serve
 from probe.cli.output import err, escape, print_error
-from probe.errors import ProbeError
+from probe.errors import ParameterError, ProbeError
 
 app = typer.Typer(
     add_completion=False,
@@ -147,6 +147,15 @@ def _usage_line(exc: Exception) -> str:
     return f"{message} (see {ctx.command_path} --help)" if ctx is not None else message
 
 
+#: the flag that sets each library parameter whose errors reach the command line (others print as named)
+FLAGS = {
+    "attacks": "--attack", "options": "--attack-option", "batch_size": "--batch-size",
+    "points_per_request": "--batch-size", "concurrency": "--concurrency", "limit": "--limit",
+    "max_rate": "--max-rate", "num_classes": "--num-classes", "output": "--output", "protocol": "--protocol",
+    "size": "--size HxW", "timeout": "--timeout", "url": "--endpoint",
+}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: ProbeError, a file-system error or a usage error -> one line on
     stderr and exit 2; ``typer.Exit(code)`` -> that code."""
@@ -166,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print_error("aborted")
         sys.exit(1)
+    except ParameterError as exc:  # a library's parameter, named by the flag that sets it
+        print_error(exc.render(FLAGS))
+        sys.exit(2)
     except ProbeError as exc:
         print_error(exc)
         sys.exit(2)

@@ -34,7 +34,12 @@ from probe.cli.options import (
 from probe.cli.output import emit_json, err, escape, out, print_attack_summary, print_cost
 from probe.interrupt import exit_code, stop_at_checkpoints
 from probe.cli.checks import EPS_HELP
-from probe.validate import check_int, check_n, check_pa, check_sigma
+from probe.runs.settings import RunSettings
+
+#: the run's defaults, written once (:class:`probe.runs.settings.RunSettings`)
+_D = RunSettings()
+#: the flag of each setting whose flag is not ``--`` + its name with dashes
+_FLAGS = {"attacks": "--attack", "options": "--attack-option"}
 
 
 @model_options()
@@ -49,25 +54,28 @@ def attack(
             "-a",
             help="Comma list of hsja, surfree, rays, cgba, popskipjump, psj, or all (default: the paper's three).",
         ),
-    ] = "hsja,surfree,rays",
-    norm: Annotated[str, typer.Option("--norm", help="l2 or linf (HSJA; SurFree is L2, RayS Linf).")] = "l2",
-    sigma: SigmaOpt = 0.05,
-    n: NOpt = 10,
+    ] = ",".join(_D.attacks),
+    norm: Annotated[str, typer.Option("--norm", help="l2 or linf (HSJA; SurFree is L2, RayS Linf).")] = _D.norm,
+    sigma: SigmaOpt = _D.sigma,
+    n: NOpt = _D.n,
     pa: Annotated[
         float, typer.Option("--pa", help="Level P_a: a result is adversarial when eq. (4)'s interval for p_adv clears P_a.")
-    ] = 0.5,
-    budget: Annotated[int, typer.Option("--budget", help="Queries per image and attack.")] = 2000,
+    ] = _D.pa,
+    budget: Annotated[int, typer.Option("--budget", help="Queries per image and attack.")] = _D.budget,
     p_adv_samples: Annotated[
         int,
         typer.Option(
             "--p-adv-samples",
             help="The most fresh evaluations of the verdict's test (raise it when many results are undecided).",
         ),
-    ] = 100,
+    ] = _D.p_adv_samples,
+    confidence: Annotated[
+        float, typer.Option("--confidence", help="Confidence of the verdict's and the clean label's tests.")
+    ] = _D.confidence,
     targeted: Annotated[
         Optional[int],
         typer.Option("--targeted", help="Target class; the start is another image that g(sigma) gives that class."),
-    ] = None,
+    ] = _D.targeted,
     criterion: Annotated[
         str,
         typer.Option(
@@ -75,7 +83,7 @@ def attack(
             help="The attacker's answer per query: label (the defended label differs: what a deployed "
             "defense shows) or paper (at least ceil(n P_a) noisy votes wrong: reads the votes, a stronger oracle).",
         ),
-    ] = "label",
+    ] = _D.criterion,
     domain: Annotated[
         str,
         typer.Option(
@@ -83,10 +91,10 @@ def attack(
             help="float (the paper's protocol) or uint8 (every query rounded to 8 bits, as an attacker sending "
             "images must; distances on the rounded points). A UINT8 endpoint implies uint8.",
         ),
-    ] = "float",
+    ] = _D.domain,
     preset: Annotated[
         str, typer.Option("--preset", help="probe (improved variants) or paper (the attacks as published).")
-    ] = "probe",
+    ] = _D.preset,
     attack_option: Annotated[
         Optional[list[str]],
         typer.Option("--attack-option", "-o", help="ATTACK.NAME=VALUE, e.g. hsja.memory=0 (repeatable)."),
@@ -96,10 +104,16 @@ def attack(
     ] = False,
     certify_n: Annotated[
         int, typer.Option("--certify-n", help="CERTIFY samples per original under smoothing (0: no radius).")
-    ] = 1000,
+    ] = _D.certify_n,
+    certify_n0: Annotated[
+        int, typer.Option("--certify-n0", help="CERTIFY's samples that choose the class (before --certify-n).")
+    ] = _D.certify_n0,
+    certify_alpha: Annotated[
+        float, typer.Option("--certify-alpha", help="CERTIFY's failure probability.")
+    ] = _D.certify_alpha,
     full_votes: Annotated[
         bool, typer.Option("--full-votes", help="Draw all n votes of every query (no early stop once decided).")
-    ] = False,
+    ] = _D.full_votes,
     max_jobs: Annotated[
         Optional[int],
         typer.Option(
@@ -107,8 +121,8 @@ def attack(
             help="(image, attack) jobs run at once (default: what a quarter of this machine's memory "
             "holds, at least 8). Fewer: less memory, records written sooner. Records do not depend on it.",
         ),
-    ] = None,
-    seed: SeedOpt = 0,
+    ] = _D.max_jobs,
+    seed: SeedOpt = _D.seed,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for results.jsonl and summary.json.")] = None,
     save_images: Annotated[
         bool, typer.Option("--save-images", help="Also save adversarial PNGs (needs --out).")
@@ -129,20 +143,15 @@ def attack(
     if list_options:
         _print_options(as_json)
         return
-    names = checks.attack_names(attack_name)
-    checks.choice("--criterion", criterion, checks.CRITERIA)
-    checks.choice("--preset", preset, checks.PRESET_NAMES)
+    from probe.runs.settings import build_settings
+
+    values = dict(attacks=attack_name, norm=norm, sigma=sigma, n=n, pa=pa, budget=budget, seed=seed, targeted=targeted,
+                  criterion=criterion, domain=domain, preset=preset, p_adv_samples=p_adv_samples, confidence=confidence,
+                  certify_n0=certify_n0, certify_n=certify_n, certify_alpha=certify_alpha, full_votes=full_votes,
+                  max_jobs=max_jobs)  # fmt: skip
+    config = build_settings(values, terms=lambda key: _FLAGS.get(key, "--" + key.replace("_", "-")))
+    names = config.attacks
     checks.attack_option_targets(attack_option or [], names)
-    require(domain in ("float", "uint8"), f"--domain must be float or uint8, got {domain!r}")
-    require(norm in ("l2", "linf"), f"--norm must be l2 or linf, got {norm!r}")
-    check_sigma(sigma, name="--sigma")
-    check_n(n, name="--n")
-    check_pa(pa, name="--pa")
-    check_int("--budget", budget, 1)
-    check_int("--p-adv-samples", p_adv_samples, 1)
-    check_int("--certify-n", certify_n, 0)
-    if max_jobs is not None:
-        check_int("--max-jobs", max_jobs, 1)
     require(not save_images or out_dir is not None, "--save-images needs --out DIR")
     require(not (resume or overwrite) or out_dir is not None, "--resume and --overwrite need --out DIR")
     require(not (resume and overwrite), "give --resume or --overwrite, not both")
@@ -152,14 +161,14 @@ def attack(
     parse_eps(eps)  # a bad --eps fails here, before the model loads
     checks.model_overrides(model_options)
 
-    from probe.attacks import ATTACKS, resolve_norm
-    from probe.attacks.presets import AttackSettings, build_attack, parse_options
+    from probe.attacks import ATTACKS
+    from probe.attacks.presets import parse_options
 
-    settings = AttackSettings(preset=preset, options=parse_options(attack_option or [], tuple(ATTACKS)))
+    options = parse_options(attack_option or [], tuple(ATTACKS))
+    config = build_settings({"options": options}, terms=_FLAGS, base=config)
     for name in names:  # option names and values are the attacks' to judge: before the model opens
-        build_attack(name, norm=resolve_norm(name, norm), settings=settings)
+        config.attack(name, randomized=False)
     from probe.cli.sanity import require_finite_outputs
-    from probe.runs.campaign import AttackConfig
     from probe.runs.results import locked, start_run
     from probe.smoothing import SmoothedClassifier
 
@@ -170,17 +179,14 @@ def attack(
     )
     data = image_options.open(runtime, model_options.model)
     require_finite_outputs(runtime, data)  # NaN logits would read as a robust model
-    classifier = SmoothedClassifier(runtime, sigma, n, early_stop=not full_votes)
-    config = AttackConfig(
-        attacks=names, norm=norm, pa=pa, budget=budget, seed=seed, targeted=targeted, criterion=criterion,
-        domain=domain, preset=settings.preset, options=settings.options, p_adv_samples=p_adv_samples, certify_n=certify_n,
-    )  # fmt: skip
+    classifier = SmoothedClassifier(runtime, config.sigma, config.n, early_stop=not config.full_votes)
     for name in names:  # unknown options and bad values fail here, before any model run
         config.attack(name, classifier.random)
 
     # images_sha1: a --resume on images of the same names but other pixels is refused
-    settings_doc = {"model": runtime.info.path, "images": list(data.ids), "sigma": sigma, "n": classifier.n,
-                    "early_stop": classifier.early_stop, "config": asdict(config),
+    settings_doc = {"model": runtime.info.path, "images": list(data.ids), "sigma": config.sigma, "n": classifier.n,
+                    "early_stop": classifier.early_stop,
+                    "config": {k: v for k, v in asdict(config).items() if k != "max_jobs"},  # records do not depend on it
                     "images_sha1": hashlib.sha1(data.x.tobytes()).hexdigest()}  # fmt: skip
     eps_points = parse_eps(eps, math.prod(runtime.input_shape))
     if out_dir is None:

@@ -2,8 +2,8 @@
 
 A command checks its arguments here before it imports ONNX, ONNX Runtime, SciPy or the
 attacks, so that a bad flag answers at once. The names below mirror the libraries'
-registries (``probe.attacks.ATTACKS``, ``probe.oracle.RULES``,
-``probe.attacks.presets.PRESETS``); ``tests/test_cli_fast.py`` holds them equal.
+registries (kept in :mod:`probe.runs.settings`, which validates a run's settings);
+``tests/test_cli_fast.py`` holds them equal.
 """
 
 from __future__ import annotations
@@ -12,13 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
+from probe.runs.settings import ATTACK_NAMES, CRITERIA, PRESET_NAMES  # noqa: F401  (the parse path's names)
 
-#: probe.attacks.ATTACKS, in its order
-ATTACK_NAMES = ("hsja", "surfree", "rays", "cgba", "psj", "popskipjump")
-#: probe.oracle.RULES
-CRITERIA = ("label", "paper")
-#: probe.attacks.presets.PRESETS
-PRESET_NAMES = ("probe", "paper")
 #: what --plot can write: the formats every matplotlib >= 3.7 writes without extra packages
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".gif")
 
@@ -191,15 +186,9 @@ def parse_floats(text: str | None, name: str) -> tuple[float, ...] | None:
 
 def parse_batch_size(text: str | int) -> int | str:
     """``--batch-size``: ``auto`` or an integer >= 1."""
-    if isinstance(text, int) or str(text).strip().lower() != "auto":
-        try:
-            value = int(str(text).strip())
-        except ValueError:
-            raise ProbeError(f"--batch-size expects auto or an integer >= 1, got {text!r}") from None
-        from probe.validate import check_int
+    from probe.validate import check_batch_size
 
-        return check_int("--batch-size", value, 1)
-    return "auto"
+    return check_batch_size(text, name="--batch-size")
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from probe.errors import ProbeError
+from probe.errors import ParameterError, ProbeError
 
 
 def read_classes(path: str | os.PathLike) -> tuple[str, ...]:
@@ -51,7 +51,7 @@ class Classes:
 
     def __post_init__(self) -> None:
         if self.count is not None and (isinstance(self.count, bool) or int(self.count) < 2):
-            raise ProbeError(f"--num-classes must be an integer >= 2, got {self.count}")
+            raise ParameterError(f"{{name}} must be an integer >= 2, got {self.count}", name="num_classes")
         if self.count is not None and self.names is not None and len(self.names) != self.count:
             raise ProbeError(f"--num-classes {self.count} does not match the {len(self.names)} names of --classes")
 

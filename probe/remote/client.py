@@ -35,7 +35,7 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from probe.errors import EndpointBudgetSpent, ProbeError  # noqa: F401 - EndpointBudgetSpent: re-exported
+from probe.errors import EndpointBudgetSpent, ParameterError, ProbeError, braces  # noqa: F401 - EndpointBudgetSpent: re-exported
 from probe.remote import protocol as v2
 from probe.remote.classes import Classes
 from probe.remote.transport import HttpModel, as_int
@@ -83,15 +83,16 @@ class Endpoint:
     binary: bool | None = None
 
     def __post_init__(self) -> None:
-        check_choice("--protocol", self.protocol, PROTOCOLS)
-        check_int("--batch-size", self.points_per_request, 1)
-        check_int("--concurrency", self.concurrency, 1, 256)
-        check_real("--timeout", self.timeout, 0.0, None, low_closed=False)
+        check_choice("protocol", self.protocol, PROTOCOLS)
+        check_int("points_per_request", self.points_per_request, 1)
+        check_int("concurrency", self.concurrency, 1, 256)
+        check_real("timeout", self.timeout, 0.0, None, low_closed=False)
         check_int("retries", self.retries, 0, 100)
         parts = urlsplit(self.url)
         schemes = ("http", "https", "grpc", "grpcs") if self.protocol == "grpc" else ("http", "https")
         if parts.scheme not in schemes or not parts.netloc:
-            raise ProbeError(f"--endpoint must be an {' or '.join(s + '://' for s in schemes)} URL, got {self.url!r}")
+            raise ParameterError(f"{{name}} must be an {' or '.join(s + '://' for s in schemes)} URL, "
+                                 f"got {braces(repr(self.url))}", name="url")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -55,12 +55,7 @@ def open_remote(options, overrides: dict[str, Any]):
 
 def batch_size(text: str | int) -> int:
     """``--batch-size`` for a model with nothing local to time: ``auto`` means 64 points a request."""
-    from probe.validate import check_int
+    from probe.validate import check_batch_size
 
-    if str(text).strip().lower() == "auto":
-        return 64
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise ProbeError(f"--batch-size expects auto or an integer >= 1, got {text!r}") from None
-    return check_int("--batch-size", value, 1)
+    value = check_batch_size(text)
+    return 64 if value == "auto" else int(value)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.errors import ProbeError
+from probe.errors import ParameterError, ProbeError
 from probe.remote.classes import Classes
 from probe.spec import InputSpec
 
@@ -233,7 +233,7 @@ def wire_spec(spec: ImageInput, overrides: dict[str, Any]) -> InputSpec:
     out = InputSpec(layout=spec.layout, scale=scale, size=spec.size)
     out = out.with_overrides(**given) if given else out
     if out.size is None:
-        raise ProbeError("the endpoint's input size is dynamic: give it with --size HxW")
+        raise ParameterError("the endpoint's input size is dynamic: give it with {name}", name="size")
     if spec.datatype == "UINT8" and (out.scale != 255.0 or tuple(out.mean) != (0.0,) * 3 or tuple(out.std) != (1.0,) * 3):
         raise ProbeError("a UINT8 input takes 8-bit pixels: --scale, --mean and --std do not apply")
     return out

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.errors import EndpointBudgetSpent, ProbeError
+from probe.errors import EndpointBudgetSpent, ParameterError, ProbeError
 from probe.remote import need
 from probe.runtime import LabelModel
 from probe.validate import check_int
@@ -37,7 +37,7 @@ class RateLimiter:
 
     def __init__(self, rate: float | None) -> None:
         if rate is not None and not rate > 0:
-            raise ProbeError(f"--max-rate must be a number of requests per second > 0, got {rate}")
+            raise ParameterError(f"{{name}} must be a number of requests per second > 0, got {rate}", name="max_rate")
         self.interval = 0.0 if rate is None else 1.0 / float(rate)
         self._next = 0.0
         self._lock = threading.Lock()
@@ -93,7 +93,7 @@ class HttpModel(LabelModel):
 
     def _start(self, *, concurrency: int, retries: int, backoff: float, max_rate: float | None) -> None:
         """The request threads, the rate limit and the counters (any transport)."""
-        check_int("--concurrency", concurrency, 1, 256)
+        check_int("concurrency", concurrency, 1, 256)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="probe-endpoint")
         self._lock = threading.Lock()
         self._limiter = RateLimiter(max_rate)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from probe.runs.settings import DEFAULT_ATTACKS
 from probe.runtime import Runtime
 from probe.smoothing import SmoothedClassifier
 
@@ -254,7 +255,7 @@ def engine_batching(
     runtime: Runtime,
     images: np.ndarray,
     *,
-    attacks=("hsja", "surfree", "rays"),
+    attacks=DEFAULT_ATTACKS,
     budget: int = 500,
     sigma: float = 0.0,
     n: int = 1,

@@ -26,78 +26,27 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
-from probe.attacks import Confirmed, resolve_norm
-from probe.attacks.base import DOMAINS, Attack, AttackGen, distance, to_grid
-from probe.attacks.presets import AttackSettings, build_attack
+from probe.attacks import resolve_norm
+from probe.attacks.base import AttackGen, distance, to_grid
 from probe.data import ImageSet
 from probe.engine import Engine, Job, auto_max_jobs
 from probe.errors import EndpointBudgetSpent
 from probe.oracle import CleanLabel, Criterion, Oracle, PAdv, clean_label, estimate_p_adv
 from probe.runs import streams
 from probe.runs.record import AttackRecord
+from probe.runs.settings import RunSettings
 from probe.runs.verdict import Certificate, certify_original, eq6_bound
 from probe.smoothing import SmoothedClassifier
-from probe.validate import check_choice
 
 SPENT = "endpoint budget spent"
 
 
-@dataclass(frozen=True, kw_only=True)
-class AttackConfig:
-    """Settings shared by every job of a run.
-
-    criterion : the attacker's answer per query, "label" or "paper" (see :class:`~probe.oracle.Criterion`).
-    domain : "float" (the paper's protocol: any float32 point) or "uint8" (every query is
-        rounded to the 8-bit grid before it reaches the model, and distances are measured on
-        the rounded points: what an attacker sending 8-bit images can do).
-    preset, options : the attacks' parameters (:mod:`probe.attacks.presets`).
-    p_adv_samples : the most fresh evaluations of the sequential tests (clean label, p_adv).
-    confidence : their confidence level.
-    certify_n0, certify_n, certify_alpha : CERTIFY of each original under smoothing (n = 0: off).
-    """
-
-    attacks: tuple[str, ...] = ("hsja", "surfree", "rays")
-    norm: str = "l2"
-    pa: float = 0.5
-    budget: int = 2000
-    seed: int = 0
-    targeted: int | None = None
-    criterion: str = "label"
-    domain: str = "float"
-    preset: str = "probe"
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    p_adv_samples: int = 100
-    confidence: float = 0.99
-    certify_n0: int = 100
-    certify_n: int = 1000
-    certify_alpha: float = 0.001
-
-    def __post_init__(self) -> None:
-        check_choice("domain", self.domain, DOMAINS)
-
-    @property
-    def settings(self) -> AttackSettings:
-        return AttackSettings(preset=self.preset, options=self.options)
-
-    def confirm_level(self) -> float:
-        """The True rate a confirmation asks for: P_a under the ``label`` criterion (its answer
-        is eq. (4)'s event), 1/2 under ``paper`` (its answers already need ceil(n P_a) wrong
-        votes: P_a is not applied twice)."""
-        return self.pa if self.criterion == "label" else 0.5
-
-    def attack(self, name: str, randomized: bool) -> Attack:
-        """The attack ``name`` as this configuration builds it (confirmed against a randomized
-        oracle: smoothing, or a defended endpoint)."""
-        attack = build_attack(name, norm=resolve_norm(name, self.norm), settings=self.settings)
-        share = self.settings.confirm_share
-        if randomized and share > 0:  # a randomized oracle: keep part of the budget to confirm the final point
-            attack = Confirmed(attack, level=self.confirm_level(), share=share)
-        return attack
+#: the settings of every job of a run (one object for the command line and the sweeps)
+AttackConfig = RunSettings
 
 
 def clean_labels(
@@ -289,7 +238,7 @@ def attack_images(
     clean : the labels of :func:`clean_labels`, when already computed.
     skip : ``skip(image_id, attack)`` is True for jobs already done (a resumed sweep).
     certificates : a cache of CERTIFY results by image id, filled as images are certified.
-    max_jobs : (image, attack) jobs running at once, in order (None:
+    max_jobs : (image, attack) jobs running at once, in order (None: ``config.max_jobs``, else
         :func:`probe.engine.auto_max_jobs` of the image size). Records do not depend on it.
     """
     if config.domain == "uint8" or _uint8_input(classifier):  # 8-bit originals; an 8-bit endpoint implies it
@@ -326,6 +275,6 @@ def attack_images(
             on_record(rec, job)
 
     if max_jobs is None:
-        max_jobs = auto_max_jobs(int(np.prod(images.x.shape[1:])))
+        max_jobs = config.max_jobs or auto_max_jobs(int(np.prod(images.x.shape[1:])))
     Engine(classifier, max_jobs=max_jobs).run(jobs, on_result=done, on_round=on_round)
     return records

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from probe.runs.settings import ATTACK_NAMES
 from probe.errors import ProbeError
 from probe.oracle import clopper_pearson
 from probe.runs.eps import DEFAULT_EPS, NORM_NAMES, NORMS, SMALL_INPUT, default_eps, eps_key, eps_label, parse_eps
@@ -158,7 +159,7 @@ def robust_curve(images: list[dict], grid: np.ndarray) -> tuple[np.ndarray, np.n
     return low, high
 
 
-ORDER = ("hsja", "surfree", "rays", "cgba", "psj")
+ORDER = ATTACK_NAMES
 
 
 def attacks_of(records: list[dict]) -> list[str]:

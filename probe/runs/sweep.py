@@ -236,32 +236,15 @@ def open_runtime(model: str, sweep: Sweep, *, device: str | None = None, threads
 
     batch, remote = batch_size or sweep.batch_size, sweep.endpoint
     if remote.url is not None or model.startswith(("http://", "https://")):
-        from probe.remote.client import Endpoint, RemoteRuntime
+        from probe.remote.open import open_remote
 
-        return RemoteRuntime(Endpoint(
-            url=remote.url or model, model=model if remote.url else None, protocol=remote.protocol,
-            points_per_request=64 if batch == "auto" else batch, concurrency=remote.concurrency,
-            timeout=remote.timeout, defended=remote.defended, api_key=remote.api_key,
-        ))  # fmt: skip
+        return open_remote(remote.options(model, batch), {})
     return Runtime(resolve_model(model), batch_size=batch, device=device or sweep.device, threads=threads)
 
 
 def attack_config(cfg: SweepConfig):
-    """The :class:`~probe.runs.campaign.AttackConfig` of every job of a configuration."""
-    from probe.runs.campaign import AttackConfig
-
-    return AttackConfig(
-        attacks=cfg.attacks,
-        norm=cfg.norm,
-        pa=cfg.pa,
-        budget=cfg.budget,
-        seed=cfg.seed,
-        criterion=cfg.criterion,
-        domain=cfg.domain,
-        preset=cfg.preset,
-        options=cfg.options,
-        p_adv_samples=cfg.p_adv_samples,
-    )
+    """The :class:`~probe.runs.settings.RunSettings` of every job of a configuration."""
+    return cfg.settings
 
 
 def config_row(cfg: SweepConfig, images, *, attacked: int, clean: list, plain: np.ndarray) -> dict:

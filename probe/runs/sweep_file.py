@@ -19,8 +19,11 @@ A sweep is described by a TOML file (parsed with the standard ``tomllib``)::
     preset = "probe"                     # the attacks' settings: "probe" or "paper" (as published)
     batch_size = "auto"                  # images per model call: a number, or auto (measured, cached)
     full_votes = false                   # true: all n votes of every query (no early stop once decided)
+    targeted = 3                         # optional; also norm, p_adv_samples, confidence, max_jobs:
+                                         # every setting of probe attack (probe.runs.settings.RunSettings)
     endpoint = "http://127.0.0.1:8000"   # optional: the models are served there (their names on it);
-                                         # or a table {url, protocol, concurrency, timeout, defended}
+                                         # or a table {url, protocol ("v2", "probe", "grpc"), concurrency,
+                                         # timeout, defended, num_classes, classes (a file), max_rate}
                                          # (the key: PROBE_API_KEY); a model may also be a URL itself
 
     [attack.hsja]                        # optional: any attack parameter (probe attack --list-options)
@@ -32,25 +35,28 @@ A sweep is described by a TOML file (parsed with the standard ``tomllib``)::
     pa = [0.8]
 
 The configurations are the product of the top level's lists, plus one product per
-``[[extra]]`` table, deduplicated (sigma = 0 is recorded as n = 1, P_a = 0.5).
+``[[extra]]`` table, deduplicated (sigma = 0 is recorded as n = 1, and P_a = 0.5 unless the
+endpoint is defended); each is one :func:`~probe.runs.settings.build_settings`, as ``probe attack``'s
+options are; the certify table sets the records' CERTIFY too.
 
 :func:`load_sweep` validates it into a :class:`Sweep`; :mod:`probe.runs.sweep` runs it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from probe.errors import ProbeError
 from probe.attacks import ATTACKS
-from probe.attacks.presets import PRESETS, option_names
-from probe.oracle import RULES
+from probe.attacks.presets import option_names
 from probe.runs.results import config_id
-from probe.validate import check_int, check_real
+from probe.runs.settings import RunSettings, build_settings
+from probe.validate import check_alpha, check_batch_size, check_choice, check_int
 
 _GRID_KEYS = ("models", "sigma", "n", "pa", "budget")
 _TOP_KEYS = {
@@ -78,12 +84,20 @@ _TOP_KEYS = {
     "criterion": str,
     "domain": str,
     "preset": str,
+    "targeted": int,
+    "confidence": float,
+    "max_jobs": int,
     "attack": dict,
     "extra": list,
 }
-_EXTRA_KEYS = {"models", "model", "sigma", "n", "pa", "budget", "attacks", "criterion", "domain", "preset", "attack"}
+#: the keys that are settings of the runs (:class:`~probe.runs.settings.RunSettings`), besides the grid's lists
+_SETTING_KEYS = ("attacks", "norm", "seed", "targeted", "criterion", "domain", "preset", "p_adv_samples",
+                 "confidence", "full_votes", "max_jobs")  # fmt: skip
+_EXTRA_KEYS = {"models", "model", "sigma", "n", "pa", "budget", "attacks", "criterion", "domain", "preset", "attack",
+               "targeted"}  # fmt: skip
 _CERTIFY_KEYS = {"n0": int, "n": int, "alpha": float}
-_ENDPOINT_KEYS = {"url": str, "protocol": str, "concurrency": int, "timeout": (int, float), "defended": bool}
+_ENDPOINT_KEYS = {"url": str, "protocol": str, "concurrency": int, "timeout": (int, float), "defended": bool,
+                  "num_classes": int, "classes": str, "max_rate": (int, float)}
 
 
 # --------------------------------------------------------------------------- configuration
@@ -91,38 +105,28 @@ _ENDPOINT_KEYS = {"url": str, "protocol": str, "concurrency": int, "timeout": (i
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """One configuration of the grid: everything a job depends on but the image and the attack."""
+    """One configuration of the grid: a model and the settings of its jobs
+    (:class:`~probe.runs.settings.RunSettings`; ``cfg.sigma``, ``cfg.budget``... read them)."""
 
     model: str
-    sigma: float
-    n: int
-    pa: float
-    budget: int
-    attacks: tuple[str, ...]
-    norm: str = "l2"
-    seed: int = 0
-    p_adv_samples: int = 100
-    criterion: str = "label"
-    domain: str = "float"
-    preset: str = "probe"
-    options: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
-    full_votes: bool = False  # all n votes of every query (other noise streams, so another configuration)
+    settings: RunSettings
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "settings":  # copy and pickle look before the fields are set
+            raise AttributeError(name)
+        return getattr(self.settings, name)
 
     def identity(self) -> dict[str, Any]:
-        """The parameters that tell configurations apart (attacks are per job, not per configuration)."""
-        return {**({"full_votes": True} if self.full_votes else {}),
-            **({"domain": self.domain} if self.domain != "float" else {}),
+        """The parameters that tell configurations apart (attacks are per job, not per
+        configuration; the job cap changes no record). Settings added since the first sweeps
+        count only when they differ from their defaults, so that older ids stay valid."""
+        s, default = self.settings, RunSettings()
+        later = ("full_votes", "domain", "targeted", "confidence", "certify_n0", "certify_n", "certify_alpha")
+        return {
+            **{key: getattr(s, key) for key in later if getattr(s, key) != getattr(default, key)},
             "model": self.model,
-            "sigma": self.sigma,
-            "n": self.n,
-            "pa": self.pa,
-            "budget": self.budget,
-            "norm": self.norm,
-            "seed": self.seed,
-            "p_adv_samples": self.p_adv_samples,
-            "criterion": self.criterion,
-            "preset": self.preset,
-            "options": self.options,
+            **{key: getattr(s, key) for key in ("sigma", "n", "pa", "budget", "norm", "seed", "p_adv_samples")},
+            **{key: getattr(s, key) for key in ("criterion", "preset", "options")},
         }
 
     @property
@@ -146,7 +150,37 @@ class EndpointSettings:
     concurrency: int = 4
     timeout: float = 30.0
     defended: bool = False
+    num_classes: int | None = None  # a labels-only server's class count
+    classes: str | None = None  # a file of class names, one a line (index = line)
+    max_rate: float | None = None  # requests per second, at most
     api_key: str | None = field(default=None, repr=False)
+
+    def options(self, model: str, batch_size: int | str) -> RemoteOptions:
+        """These settings as the command line's model options (what :func:`probe.remote.open.open_remote` reads)."""
+        return RemoteOptions(
+            endpoint=self.url or model, model=model if self.url else None, protocol=self.protocol,
+            concurrency=self.concurrency, timeout=self.timeout, defended=self.defended, api_key=self.api_key,
+            max_rate=self.max_rate, num_classes=self.num_classes, classes=self.classes, batch_size=batch_size,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoteOptions:
+    """A served model as the command line's model options describe one (:func:`probe.remote.open.open_remote`)."""
+
+    endpoint: str
+    model: str | None
+    protocol: str
+    concurrency: int
+    timeout: float
+    defended: bool
+    api_key: str | None = field(repr=False)
+    max_rate: float | None
+    num_classes: int | None
+    classes: str | None
+    batch_size: int | str
+    target: None = None
+    header: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,18 +222,6 @@ def _check_type(where: str, key: str, value: Any, kinds) -> None:
         raise ProbeError(f"{where}: '{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
 
 
-def _numbers(
-    where: str, key: str, values: list, kind: type, *, low: float, high: float | None = None, low_open: bool = False
-) -> list:
-    """Each value checked by :mod:`probe.validate`, named ``where: 'key'`` in the message."""
-    if not values:
-        raise ProbeError(f"{where}: '{key}' is an empty list")
-    name = f"{where}: '{key}'"
-    if kind is int:
-        return [check_int(name, v, int(low), None if high is None else int(high)) for v in values]
-    return [check_real(name, v, low, high, low_closed=not low_open) for v in values]
-
-
 def _attack_options(tag: str, table: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``[attack.hsja]`` tables: per-attack parameters, checked against the attack's options."""
     options = {}
@@ -237,60 +259,46 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
                 return str((base / candidate).resolve())
         return name
 
+    endpoint = _endpoint(where, data.get("endpoint"), base)
+    certify = data.get("certify", False)
+    certify_settings = None
+    if certify is True:
+        certify_settings = CertifySettings()
+    elif isinstance(certify, dict):
+        unknown = sorted(set(certify) - set(_CERTIFY_KEYS))
+        if unknown:
+            raise ProbeError(f"{where}: unknown certify key(s) {', '.join(unknown)}; allowed: n0, n, alpha")
+        n0 = check_int(f"{where}: 'certify.n0'", certify.get("n0", CertifySettings.n0), 1)
+        n_c = check_int(f"{where}: 'certify.n'", certify.get("n", CertifySettings.n), 1)
+        alpha = check_alpha(certify.get("alpha", CertifySettings.alpha), name=f"{where}: 'certify.alpha'")
+        certify_settings = CertifySettings(n0, n_c, alpha)
+    grid_keys = ("sigma", "n", "pa", "budget")
+
     def grid(table: dict[str, Any], tag: str) -> list[SweepConfig]:
+        """The product of a table's models and lists, each point a :func:`build_settings`."""
         models = _as_list(table.get("models", table.get("model", ["efficientnet-lite0"])))
         if not models or not all(isinstance(m, str) and m for m in models):
             raise ProbeError(f"{tag}: 'models' must be a non-empty list of model names or paths")
-        attacks = table.get("attacks", ["hsja", "surfree", "rays"])
-        attacks = list(ATTACKS) if attacks == "all" else _as_list(attacks)
-        if not attacks or not all(isinstance(a, str) for a in attacks):
-            raise ProbeError(f"{tag}: 'attacks' must be a non-empty list of names")
-        bad = [a for a in attacks if a.lower() not in ATTACKS]
-        if bad:
-            raise ProbeError(f"{tag}: unknown attack(s) {', '.join(bad)}; choose from {', '.join(ATTACKS)}")
-        sigmas = _numbers(tag, "sigma", _as_list(table.get("sigma", [0.05])), float, low=0.0)
-        ns = _numbers(tag, "n", _as_list(table.get("n", [10])), int, low=1)
-        pas = _numbers(tag, "pa", _as_list(table.get("pa", [0.5])), float, low=0.0, high=1.0, low_open=True)
-        budgets = _numbers(tag, "budget", _as_list(table.get("budget", [2000])), int, low=1)
-        criterion = table.get("criterion", "label")
-        if criterion not in RULES:
-            raise ProbeError(f"{tag}: 'criterion' must be one of {', '.join(RULES)}, got {criterion!r}")
-        domain = table.get("domain", "float")
-        if domain not in ("float", "uint8"):
-            raise ProbeError(f"{tag}: 'domain' must be float or uint8, got {domain!r}")
-        preset = table.get("preset", "probe")
-        if preset not in PRESETS:
-            raise ProbeError(f"{tag}: 'preset' must be one of {', '.join(PRESETS)}, got {preset!r}")
-        options = _attack_options(tag, table.get("attack", {}))
+        terms = lambda key: f"{tag}: '{key}'"  # noqa: E731
+        common = {key: table[key] for key in _SETTING_KEYS if key in table}
+        if "attack" in table:
+            common["options"] = _attack_options(tag, table["attack"])
+        if certify_settings is not None:  # the records' CERTIFY is the sweep's
+            common.update(certify_n0=certify_settings.n0, certify_n=certify_settings.n,
+                          certify_alpha=certify_settings.alpha)  # fmt: skip
+        base_settings = build_settings(common, terms=terms)
+        lists = [_as_list(table.get(key, getattr(base_settings, key))) for key in grid_keys]
+        for key, values in zip(grid_keys, lists):
+            if not values:
+                raise ProbeError(f"{tag}: '{key}' is an empty list")
         configs = []
-        for model, sigma, n, pa, budget in itertools.product(models, sigmas, ns, pas, budgets):
-            if sigma == 0:
-                n, pa = 1, 0.5
-            configs.append(
-                SweepConfig(
-                    model=resolve_model(model),
-                    sigma=sigma,
-                    n=n,
-                    pa=pa,
-                    budget=budget,
-                    attacks=tuple(a.lower() for a in attacks),
-                    norm=norm,
-                    seed=seed,
-                    p_adv_samples=p_adv_samples,
-                    criterion=criterion,
-                    domain=domain,
-                    preset=preset,
-                    options=options,
-                    full_votes=data.get("full_votes", False),
-                )
-            )
+        for model, *point in itertools.product(models, *lists):
+            settings = build_settings(dict(zip(grid_keys, point)), terms=terms, base=base_settings)
+            if settings.sigma == 0 and not endpoint.defended:  # no noise: P_a plays no part (n is 1 already)
+                settings = dataclasses.replace(settings, pa=0.5)
+            configs.append(SweepConfig(resolve_model(model), settings))
         return configs
 
-    norm = data.get("norm", "l2")
-    if norm not in ("l2", "linf"):
-        raise ProbeError(f"{where}: 'norm' must be l2 or linf, got {norm!r}")
-    seed = data.get("seed", 0)
-    p_adv_samples = _numbers(where, "p_adv_samples", [data.get("p_adv_samples", 100)], int, low=1)[0]
     configs = grid(data, where)
     for k, extra in enumerate(data.get("extra", [])):
         tag = f"{where} [[extra]] #{k + 1}"
@@ -309,23 +317,10 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
     for cfg in configs:  # dedupe; the same configuration from two grids runs the union of their attacks
         old = merged_configs.get(cfg.id)
         if old is not None:
-            cfg = SweepConfig(**{**asdict(old), "attacks": tuple(dict.fromkeys(old.attacks + cfg.attacks))})
+            union = tuple(dict.fromkeys(old.attacks + cfg.attacks))
+            cfg = SweepConfig(cfg.model, dataclasses.replace(old.settings, attacks=union))
         merged_configs[cfg.id] = cfg
 
-    certify = data.get("certify", False)
-    settings = None
-    if certify is True:
-        settings = CertifySettings()
-    elif isinstance(certify, dict):
-        unknown = sorted(set(certify) - set(_CERTIFY_KEYS))
-        if unknown:
-            raise ProbeError(f"{where}: unknown certify key(s) {', '.join(unknown)}; allowed: n0, n, alpha")
-        n0 = _numbers(where, "certify.n0", [certify.get("n0", 100)], int, low=1)[0]
-        n_c = _numbers(where, "certify.n", [certify.get("n", 1000)], int, low=1)[0]
-        alpha = _numbers(
-            where, "certify.alpha", [certify.get("alpha", 0.001)], float, low=0.0, high=1.0, low_open=True
-        )[0]
-        settings = CertifySettings(n0, n_c, alpha)
     images = data.get("images")
     if images is not None:
         if not all(isinstance(p, str) and p for p in _as_list(images)):  # images = [1]: a TypeError before
@@ -340,10 +335,7 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
     attack_limit = data.get("attack_limit")
     if attack_limit is not None and attack_limit < 1:
         raise ProbeError(f"{where}: 'attack_limit' must be >= 1, got {attack_limit}")
-    batch_size = data.get("batch_size", "auto")
-    if batch_size != "auto" and (isinstance(batch_size, str) or batch_size < 1):
-        raise ProbeError(f"{where}: 'batch_size' must be >= 1 or \"auto\", got {batch_size!r}")
-    endpoint = _endpoint(where, data.get("endpoint"))
+    batch_size = check_batch_size(data.get("batch_size", "auto"), name=f"{where}: 'batch_size'")
     if endpoint.defended and any(c.sigma > 0 for c in merged_configs.values()):
         raise ProbeError(f"{where}: a defended endpoint smooths itself: give sigma = 0 (no client-side noise)")
     return Sweep(
@@ -356,20 +348,26 @@ def parse_sweep(data: dict[str, Any], base: Path | None = None, where: str = "sw
         batch_size=batch_size,
         device=data.get("device", "auto"),
         save_images=data.get("save_images", False),
-        certify=settings,
+        certify=certify_settings,
         endpoint=endpoint,
         source=data,
     )
 
 
-def _endpoint(where: str, value: str | dict | None) -> EndpointSettings:
-    """``endpoint = URL`` or ``endpoint = {url, protocol, concurrency, timeout, defended}``."""
+def _endpoint(where: str, value: str | dict | None, base: Path) -> EndpointSettings:
+    """``endpoint = URL`` or ``endpoint = {url, protocol, concurrency, timeout, defended, num_classes,
+    classes, max_rate}`` (``classes``: a file relative to the sweep file)."""
+    from probe.remote.client import PROTOCOLS
+
     table = {"url": value} if isinstance(value, str) else dict(value or {})
     unknown = sorted(set(table) - set(_ENDPOINT_KEYS))
     if unknown:
         raise ProbeError(f"{where}: unknown endpoint key(s) {', '.join(unknown)}; allowed: {', '.join(_ENDPOINT_KEYS)}")
     for key, item in table.items():
         _check_type(where, f"endpoint.{key}", item, _ENDPOINT_KEYS[key])
+    check_choice(f"{where}: 'endpoint.protocol'", table.get("protocol", "v2"), PROTOCOLS)
+    if "classes" in table and not Path(table["classes"]).is_absolute():
+        table["classes"] = str(base / table["classes"])
     return EndpointSettings(**table, api_key=os.environ.get("PROBE_API_KEY"))
 
 
