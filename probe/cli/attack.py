@@ -10,14 +10,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from probe.cli.options import (
@@ -31,7 +23,7 @@ from probe.cli.options import (
     model_options,
     require,
 )
-from probe.cli.output import emit_json, err, escape, out, print_attack_summary, print_cost
+from probe.cli.output import emit_json, err, escape, out, print_attack_summary, print_cost, progress
 from probe.interrupt import exit_code, stop_at_checkpoints
 from probe.cli.checks import EPS_HELP
 from probe.runs.settings import RunSettings
@@ -221,19 +213,10 @@ def _run(classifier, data, config, *, out_dir: Path | None, save_images: bool, k
     print_cost(classifier, data, config, todo, out_dir)
     writer = ResultsWriter(out_dir / RESULTS) if out_dir is not None else None
     index = {name: i for i, name in enumerate(data.ids)}
-    columns = (
-        TextColumn("[bold]{task.description:>8}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("queries {task.fields[queries]:>7}"),
-        TextColumn("median L2 {task.fields[l2]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     records: list[dict] = list(kept)
     interrupted = False
     started = time.perf_counter()
-    with Progress(*columns, console=err, disable=False) as bar:
+    with progress("queries {task.fields[queries]:>7}", "median L2 {task.fields[l2]}", width=8) as bar:
         tasks = {
             name: bar.add_task(name, total=len(data), completed=sum(1 for r in kept if r["attack"] == name),
                                queries=0, l2="-")

@@ -17,6 +17,8 @@ from typing import Any, Iterator
 from rich.console import Console
 from rich.markup import escape as _escape
 
+from probe.runs.render import fmt  # noqa: F401  (the one number formatter, re-exported for the commands)
+
 
 def _width(stream) -> int | None:
     """Rich's width on a terminal; 160 columns when writing to a file or a pipe (Rich would
@@ -37,30 +39,24 @@ def escape(text: object) -> str:
     return _escape(str(text))
 
 
+def progress(*fields: str, quiet: bool = False, width: int = 0):
+    """A Rich progress display on stderr (use it as a context manager): each task's description
+    (right-aligned to ``width``), bar, done/total, the ``fields`` (Rich templates such as
+    ``"queries {task.fields[queries]:>7}"``), time elapsed and time remaining."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    description = TextColumn(f"[bold]{{task.description:>{width}}}" if width else "[bold]{task.description}")
+    columns = (description, BarColumn(), MofNCompleteColumn(), *map(TextColumn, fields))
+    return Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=quiet)
+
+
 @contextmanager
 def progress_bar(description: str, total: int, *, quiet: bool = False) -> Iterator:
-    """A Rich progress bar on stderr; yields an ``advance(k)`` callable."""
+    """A progress bar for one task (:func:`progress`); yields an ``advance(k, status=...)`` callable."""
     if quiet or total <= 0:
         yield lambda k=1, **fields: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-    )
-    with Progress(*columns, console=err, transient=False) as bar:
+    with progress("{task.fields[status]}") as bar:
         task = bar.add_task(description, total=total, status="")
         yield lambda k=1, **fields: bar.update(task, advance=k, **fields)
 
@@ -70,15 +66,6 @@ def emit_json(data: Any) -> None:
     from probe.runs.results import json_default
 
     sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A table cell: ``-`` for None, fixed digits for floats."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def print_error(message: object) -> None:

@@ -6,19 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from probe.cli.options import JsonOpt, require
 from probe.errors import ProbeError
-from probe.cli.output import emit_json, err, escape, fmt, out
+from probe.cli.output import emit_json, err, escape, fmt, out, progress
 from probe.interrupt import exit_code, stop_at_checkpoints
 from probe.cli.checks import EPS_HELP
 
@@ -64,17 +56,8 @@ def sweep(
 
         plan = replace(plan, configs=[replace(c, full_votes=True) for c in plan.configs])
     err.print(f"sweep {escape(plan.name)}: {len(plan.configs)} configurations -> {escape(out_dir / RESULTS)}")
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("success {task.fields[wins]}"),
-        TextColumn("median L2 {task.fields[l2]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     interrupted = False
-    with Progress(*columns, console=err, disable=quiet) as bar:
+    with progress("success {task.fields[wins]}", "median L2 {task.fields[l2]}", quiet=quiet) as bar:
         state: dict = {}  # per configuration (a Ray sweep runs several at once): its task, successes, L2s
 
         def start(cfg, position, total, todo, done) -> None:

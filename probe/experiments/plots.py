@@ -22,10 +22,6 @@ from probe.runs.figures import (  # noqa: F401  (Fig. 4 and 5 and the helpers li
 )
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.3g}"
-
-
 # --------------------------------------------------------------------------- Fig. 1
 
 

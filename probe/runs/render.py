@@ -16,6 +16,16 @@ import re
 from pathlib import Path
 
 
+def fmt(value: object, digits: int = 3, *, spec: str | None = None) -> str:
+    """A number in a table, a report or a label: ``-`` for None, a float with ``digits``
+    decimals (or in the format ``spec``, e.g. ``".3g"``), anything else as ``str``."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) or spec is not None:
+        return format(value, spec or f".{digits}f")
+    return str(value)
+
+
 def _rel(path: Path, folder: Path) -> str:
     path, folder = Path(path).resolve(), folder.resolve()
     return str(path.relative_to(folder)) if folder in path.parents else str(path)

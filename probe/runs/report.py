@@ -19,6 +19,7 @@ import numpy as np
 
 from probe.errors import ProbeError
 from probe.runs import render, robust
+from probe.runs.render import fmt
 from probe.runs.report_parts import COUNT_HEADERS, GLOSSARY, counts_rows, image_rows, run_rows
 from probe.runs.results import RUN, load_results_dir
 from probe.runs.summary import summarize_sweep
@@ -26,14 +27,6 @@ from probe.runs.sweep import versions
 
 FIGURES = "figures"
 PAPER_RATIO = 30.0
-
-
-def _f(value, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _pct(value) -> str:
@@ -165,9 +158,9 @@ def _figures(folder: Path, groups: dict, labels: dict, eps: dict, rows: list[dic
 
 def _results_table(rows: list[dict]) -> dict:
     body = [
-        [r["label"], r["attack"], f"{r['successes']}/{r['attacked']}", _pct(r["success_rate"]), _f(r["mean_l2"]),
-         _f(r["median_l2"]), _f(r["mean_linf"], 4), _f(r["median_linf"], 4), _f(r["mean_queries"], 0),
-         _f(r["defended_accuracy"]), _f(r.get("plain_accuracy")), _f(r.get("median_l2_over_radius"), 1),
+        [r["label"], r["attack"], f"{r['successes']}/{r['attacked']}", _pct(r["success_rate"]), fmt(r["mean_l2"]),
+         fmt(r["median_l2"]), fmt(r["mean_linf"], 4), fmt(r["median_linf"], 4), fmt(r["mean_queries"], 0),
+         fmt(r["defended_accuracy"]), fmt(r.get("plain_accuracy")), fmt(r.get("median_l2_over_radius"), 1),
          str(r.get("below_bound_eq6", 0))]
         for r in sorted(rows, key=lambda r: (str(r.get("model")), r["sigma"], r["n"], r["pa"], r["budget"], r["attack"]))
     ]
@@ -180,8 +173,8 @@ def _certified_section(rows: list[dict], runs: dict, records: list[dict]) -> lis
     if runs:
         comparison = certified_vs_practical(rows, runs)
         cert_rows = [[f"{m or '-'}", f"{s:g}", f"n0={v['n0']} n={v['n']} alpha={v['alpha']:g}",
-                      _pct(v["certified_fraction"]), _f(v["median_radius_certified"], 4), _f(v["median_radius_all"], 4),
-                      _f(v["certified_accuracy"].get("0"))]
+                      _pct(v["certified_fraction"]), fmt(v["median_radius_certified"], 4), fmt(v["median_radius_all"], 4),
+                      fmt(v["certified_accuracy"].get("0"))]
                      for (m, s), v in runs.items()]
         ratios = [c["ratio"] for c in comparison if c["ratio"] is not None]
         verdict = (
@@ -195,7 +188,7 @@ def _certified_section(rows: list[dict], runs: dict, records: list[dict]) -> lis
             {"headers": ["model", "sigma", "certification", "certified", "median radius (certified)",
                          "median radius (all, 0 if not)", "certified acc. r=0"], "rows": cert_rows},
             {"headers": ["configuration", "attack", "median L2", "median certified radius", "ratio"],
-             "rows": [[c["label"], c["attack"], _f(c["median_l2"]), _f(c["median_certified_radius"], 4),
+             "rows": [[c["label"], c["attack"], fmt(c["median_l2"]), fmt(c["median_certified_radius"], 4),
                        "-" if c["ratio"] is None else f"{c['ratio']:.1f}x"] for c in comparison]},
             verdict,
         ]
@@ -204,7 +197,7 @@ def _certified_section(rows: list[dict], runs: dict, records: list[dict]) -> lis
             "CERTIFY ran on each original: the median, over the adversarial points, of their L2 distortion over "
             "the certified radius of their original (the paper: at least 30x; below 1 would contradict the certificate).",
             {"headers": ["configuration", "attack", "median L2", "median L2 / radius"],
-             "rows": [[r["label"], r["attack"], _f(r["median_l2"]), _f(r.get("median_l2_over_radius"), 1)]
+             "rows": [[r["label"], r["attack"], fmt(r["median_l2"]), fmt(r.get("median_l2_over_radius"), 1)]
                       for r in rows]},
         ]
     return None

@@ -88,10 +88,6 @@ def class_namer(model: str | None):
     return name
 
 
-def _f(v, digits=3) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
 def _verdict_line(r: dict) -> str:
     status = robust.status_of(r)
     if status in ("not found", "skipped"):
