@@ -31,7 +31,8 @@ def test_exported_resnet50_attacked_with_smoothing(tmp_path):
     result = runner.invoke(
         app,
         ["attack", "--model", str(tmp_path / "r50.onnx"), "--images", str(tmp_path / "img"), "--attack", "rays", "--sigma", "0.05",
-         "--n", "2", "--budget", "12", "--p-adv-samples", "4", "--out", str(tmp_path / "run"), "--json"],
+         "--n", "2", "--budget", "12", "--p-adv-samples", "4", "--certify-n", "0", "--batch-size", "4",
+         "--out", str(tmp_path / "run"), "--json"],  # no CERTIFY (1,100 ResNet50 inferences), no batch-size timing
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
