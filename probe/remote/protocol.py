@@ -33,6 +33,7 @@ try:  # optional (the serve extra): number lists written 20x and read 6x faster 
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the installation
     _orjson = None
+FAST_JSON = _orjson is not None
 
 DTYPES: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "FP16": np.dtype("<f2"),
