@@ -208,6 +208,8 @@ def main() -> int:
                     closing.close()
                     proc.terminate()
                     proc.wait(30)
+                    if path == "api-png":
+                        target.unlink(missing_ok=True)  # the target file written for this run
             report.add({"model": args.model, "n": n, "path": path, "jobs": args.jobs, "points": args.points,
                         "rounds": args.rounds, "queries": queries, "s_per_query": seconds, "ratio": seconds / reference,
                         "json": json_via},
