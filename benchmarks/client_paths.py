@@ -11,7 +11,7 @@ runs on every path). Paths, each server in its own process on loopback:
 * ``local``: ONNX Runtime in this process (the reference);
 * ``callable``: the same session behind :class:`probe.CallableModel`;
 * ``v2-json`` / ``v2-binary``: ``probe serve`` (sigma 0) through ``--protocol v2`` with JSON
-  tensors, and with the binary tensor extension (``--protocol probe``; what ``v2`` picks when
+  tensors (orjson when installed, else the standard library: stderr says which), and with the binary tensor extension (``--protocol probe``; what ``v2`` picks when
   the server lists ``binary_tensor_data``);
 * ``grpc``: a minimal KServe v2 gRPC server (grpcio) around the same model (needs grpcio);
 * ``api-png``: a FastAPI image API taking base64 PNGs (8 a request) through a target file.
@@ -159,6 +159,10 @@ def main() -> int:
               for _ in range(args.rounds)]  # fmt: skip
     queries = args.rounds * args.jobs * args.points
     name, script = Path(args.model).stem, str(Path(__file__).resolve())
+    from probe.remote.protocol import FAST_JSON
+
+    json_via = "orjson" if FAST_JSON else "json"  # what writes and reads v2 JSON tensors, client and server
+    print(f"v2 JSON tensors through {json_via}", file=sys.stderr)
     report = Report(f"{'model':<20} {'n':>3} {'path':<10} {'ms/query':>9} {'ratio':>6}")
     for n in args.n or [1, 10]:
         reference = timed(local, rounds, args.sigma, n, queries)
@@ -204,8 +208,11 @@ def main() -> int:
                     closing.close()
                     proc.terminate()
                     proc.wait(30)
+                    if path == "api-png":
+                        target.unlink(missing_ok=True)  # the target file written for this run
             report.add({"model": args.model, "n": n, "path": path, "jobs": args.jobs, "points": args.points,
-                        "rounds": args.rounds, "queries": queries, "s_per_query": seconds, "ratio": seconds / reference},
+                        "rounds": args.rounds, "queries": queries, "s_per_query": seconds, "ratio": seconds / reference,
+                        "json": json_via},
                        f"{args.model:<20} {n:>3} {path:<10} {seconds * 1e3:>9.3f} {seconds / reference:>6.2f}")  # fmt: skip
     return report.finish(args.json)
 

@@ -62,17 +62,23 @@ class OnnxClassifier(MLModel):
 
 def mlserver_venv() -> Path:
     """A virtual environment with MLServer and ONNX Runtime (built once, then reused)."""
-    root = Path(os.environ.get("PROBE_MLSERVER_VENV") or Path(tempfile.gettempdir()) / "probe-mlserver-1.7.1")
+    return interop_venv("PROBE_MLSERVER_VENV", "probe-mlserver-1.7.1", PACKAGES, "MLServer")
+
+
+def interop_venv(variable: str, folder: str, packages: tuple[str, ...], what: str) -> Path:
+    """A virtual environment with ``packages`` at $``variable`` or ``folder`` under the temp dir
+    (built once, then reused); the test is skipped, with pip's reason, when it cannot be built."""
+    root = Path(os.environ.get(variable) or Path(tempfile.gettempdir()) / folder)
     python = root / "bin" / "python"
     marker = root / ".complete"
-    if marker.exists() and marker.read_text() == " ".join(PACKAGES):
+    if marker.exists() and marker.read_text() == " ".join(packages):
         return root
     venv.create(root, with_pip=True, clear=True)
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES],
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", *packages],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     if done.returncode != 0:
-        pytest.skip(f"cannot build the MLServer environment: {done.stderr.strip().splitlines()[-1:]}")
-    marker.write_text(" ".join(PACKAGES))
+        pytest.skip(f"cannot build the {what} environment: {done.stderr.strip().splitlines()[-1:]}")
+    marker.write_text(" ".join(packages))
     return root
 
 

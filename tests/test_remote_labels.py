@@ -230,3 +230,33 @@ def test_cli_model_module_function(cifar, tmp_path, run_cli, run_main, monkeypat
     absent = run_main("predict", "--model", "no_such_sdk_module:classify", "--limit", "1", timeout=60)
     assert absent.returncode == 2 and absent.stderr.strip().startswith("error: cannot import 'no_such_sdk_module'")
     assert len(absent.stderr.strip().splitlines()) == 1
+
+
+def test_info_on_a_remote_model_spends_no_queries_unless_timing_is_asked_for(cifar, tmp_path, run_cli, monkeypatch):
+    """``probe info`` times a local model; an endpoint or a function is timed only with --seconds (#38)."""
+    app, state = labels_server(cifar)
+    with running(app) as url:
+        base = ("info", "--endpoint", url, "--model", "m", "--num-classes", "10", "--json")
+        quiet = run_cli(*base)
+        assert quiet.exit_code == 0, quiet.output
+        assert state["points"] == 0
+        timed = run_cli(*base, "--seconds", "0.2", "--batch-size", "4", "--concurrency", "1")
+        assert timed.exit_code == 0, timed.output
+    said = json.loads(quiet.stdout)
+    assert "not measured for a remote model" in said["throughput"] and said["queries_spent"] == 0
+    assert "images_per_second" not in said and said["num_classes"] == 10
+    timed_said = json.loads(timed.stdout)
+    assert timed_said["images_per_second"] > 0 and state["points"] == timed_said["queries_spent"] >= 8  # warm-up + 1
+    (tmp_path / "counted_sdk.py").write_text(
+        "import numpy as np\nCALLS = []\n"
+        "def classify(x):\n    CALLS.append(len(x))\n    return np.zeros(len(x), int)\n"
+        "classify.input_shape = (3, 32, 32)\nclassify.num_classes = 10\n"
+    )  # fmt: skip
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    quiet = run_cli("info", "--model", "counted_sdk:classify")
+    assert quiet.exit_code == 0, quiet.output
+    assert importlib.import_module("counted_sdk").CALLS == [] and "not measured" in quiet.stdout
+    local = json.loads(run_cli("info", "--model", "cifar10-cnn", "--json", "--seconds", "0.1").stdout)
+    assert local["images_per_second"] > 0 and "queries_spent" not in local

@@ -122,7 +122,7 @@ def test_binary_data_is_bounded_by_its_declared_shape(cifar, tmp_path):
         assert nested.status_code == 400 and "nested too deeply" in nested.json()["error"]
 
 
-@pytest.mark.parametrize("depth", [1000, 100_000])
+@pytest.mark.parametrize("depth", [2000, 100_000])  # past both parsers' limits (json ~1000, orjson 1024)
 def test_deep_nesting_is_a_400_logged_and_counted_and_a_500_is_too(cifar, tmp_path, depth):
     from fastapi.testclient import TestClient
 
@@ -230,3 +230,32 @@ def test_a_parser_worker_that_dies_is_a_503_and_the_next_request_gets_a_new_one(
             parser.close()
 
     assert asyncio.run(go()) == (503, PROCESS_BYTES, 2)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["json", "orjson"])
+def test_json_tensors_read_back_exactly_and_shorter_without_orjson(monkeypatch, fast):
+    """v2 JSON data: every float32 (all exponents, subnormals, -0) parsed to float64 and cast back
+    (MLServer, KServe) or read by ``probe serve`` is the value sent, with orjson or without it."""
+    if fast:
+        pytest.importorskip("orjson")
+    else:
+        monkeypatch.setattr(v2, "_orjson", None)
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 0x7F800000, 200_000, dtype=np.uint32)  # finite positive float32 bit patterns
+    special = [0.0, -0.0, 1.0, 1 / 255, 0.99999994, 1e-45, 1.1754942e-38, 3.4028235e38, -2.5, 0.1]
+    x = np.concatenate([bits.view(np.float32), -bits[:999].view(np.float32), np.array(special, np.float32),
+                        rng.random(30_000, dtype=np.float32)])  # fmt: skip
+    tensor = v2.ImageInput("input", "FP32", "NCHW", None, True)
+    body, headers = v2.encode(x, tensor, request_id="r", binary=False)
+    assert headers["Content-Type"] == "application/json"
+    for parsed in (json.loads(body), v2.loads(body)):
+        assert parsed["id"] == "r" and parsed["inputs"][0]["shape"] == [len(x)] and parsed["inputs"][0]["name"] == "input"
+        back = np.asarray(parsed["inputs"][0]["data"], np.float64).astype(np.float32)
+        assert np.array_equal(back.view(np.uint32), x.view(np.uint32))  # bit for bit: -0 stays -0
+    if not fast:
+        assert len(body) < 0.75 * len(json.dumps(x.tolist()))  # 9 digits, not a float64's 17
+    pixels = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    body, _ = v2.encode(pixels, v2.ImageInput("x", "UINT8", "NHWC", (8, 8), True), request_id="u", binary=False)
+    assert json.loads(body)["inputs"][0]["data"] == pixels.ravel().tolist()
+    odd, _ = v2.encode(np.array([0.5, np.nan], np.float32), tensor, request_id="n", binary=False)
+    assert b"NaN" in odd and json.loads(odd)["inputs"][0]["data"][0] == 0.5  # never sent by probe: kept as before

@@ -76,23 +76,32 @@ def _predictions(
 @model_options()
 def info(
     model_options: ModelOptions,
-    seconds: Annotated[float, typer.Option("--seconds", help="Time spent measuring throughput.")] = 1.0,
+    seconds: Annotated[
+        Optional[float],
+        typer.Option(
+            "--seconds",
+            help="Time spent measuring throughput (default 1; a remote model is timed only when this is given, "
+            "as every call is a query).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Input spec, providers in use, classes and a quick throughput figure of a model."""
+    from probe.validate import check_real
+
+    if seconds is not None:
+        check_real("--seconds", seconds, 0.0, None)
     runtime = model_options.open()
+    from probe.runtime import Runtime
     data = runtime.describe()
     data["metadata"] = {k: v for k, v in runtime.info.metadata.items() if k != "probe.input_spec"}
-    if seconds > 0:
-        import numpy as np
-
-        x = np.random.default_rng(0).random((runtime.batch_size, *runtime.input_shape), dtype=np.float32)
-        runtime.labels(x)  # warm-up
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            runtime.labels(x)
-            count += len(x)
-        data["images_per_second"] = round(count / (time.perf_counter() - start), 1)
+    remote = not isinstance(runtime, Runtime)  # an endpoint, a --target API or a Python function (#38)
+    if remote and seconds is None:
+        data["throughput"] = "not measured for a remote model: it would spend queries (--seconds N measures it)"
+    elif seconds is None or seconds > 0:
+        data["images_per_second"] = _throughput(runtime, 1.0 if seconds is None else seconds)
+    if remote:
+        data["queries_spent"] = int(getattr(runtime, "inferences", 0))  # opening may ask one to count the classes
     if as_json:
         emit_json(data)
         return
@@ -100,6 +109,19 @@ def info(
     for key, value in data.items():
         table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     out.print(table)
+
+
+def _throughput(runtime, seconds: float) -> float:
+    """Images a second through ``runtime.labels`` over about ``seconds`` (after one warm-up batch)."""
+    import numpy as np
+
+    x = np.random.default_rng(0).random((runtime.batch_size, *runtime.input_shape), dtype=np.float32)
+    runtime.labels(x)  # warm-up
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        runtime.labels(x)
+        count += len(x)
+    return round(count / (time.perf_counter() - start), 1)
 
 
 @model_options()

@@ -9,7 +9,8 @@ it passes the bound, and for binary tensor data reads the JSON header first: onc
 ``shape`` is known, the body may hold exactly that many values and no more. The
 reading has a deadline (408). Parsing happens after, off the event loop, on a body of
 bounded size (:class:`Parser`: a JSON body of :data:`PROCESS_BYTES` or more in a worker
-process, since ``json.loads`` holds the GIL and would stall the loop from a thread).
+process, since ``json.loads`` holds the GIL and would stall the loop from a thread; 1 MiB, or
+8 MiB with orjson).
 
 All the bodies being read and parsed at once share a :class:`BytePool`: past it, a
 request is answered 503 ``busy`` (``Retry-After``) instead of growing the server's
@@ -27,10 +28,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from probe.remote.checks import RequestError
+from probe.remote.protocol import FAST_JSON
 
 HEADER_ROOM = 64 * 1024  # bytes around the data: id, names, shape, parameters
 JSON_VALUE_BYTES = 32  # the most bytes one number and its separator take in JSON data
-PROCESS_BYTES = 2**20  # JSON bodies from this size on are parsed in a worker process
+# JSON bodies from this size on are parsed in a worker process: orjson reads 8 MiB in about the
+# time the standard library takes for 1 MiB (tens of ms: the event loop's longest stall either way)
+PROCESS_BYTES = 2**23 if FAST_JSON else 2**20
 
 
 @dataclass(frozen=True)

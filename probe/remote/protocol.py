@@ -5,7 +5,9 @@
 * Points -> an inference request (``POST /v2/models/{name}/infer``): JSON ``data`` (any
   v2 server), or the binary tensor extension (Triton's: a JSON header of
   ``Inference-Header-Content-Length`` bytes, then the raw little-endian tensor), which
-  ``probe serve`` also reads and which saves the JSON encoding of every float.
+  ``probe serve`` also reads and which saves the JSON encoding of every float. JSON numbers
+  are written and read by orjson when it is installed (the serve extra), else by the
+  standard library (float32 values as ``%.9g``); either way each float32 comes back exact.
 * An inference response -> top-1 labels: an INT output of shape (k,) or (k, 1) is read
   as labels, a BYTES one as class names (mapped through the user's class list), a
   numeric (k, C) output as scores (argmax, ties to the lowest index); anything else is
@@ -26,6 +28,12 @@ import numpy as np
 from probe.errors import ParameterError, ProbeError
 from probe.remote.classes import Classes
 from probe.spec import InputSpec
+
+try:  # optional (the serve extra): number lists written 20x and read 6x faster than the standard library
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the installation
+    _orjson = None
+FAST_JSON = _orjson is not None
 
 DTYPES: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "FP16": np.dtype("<f2"),
@@ -126,21 +134,59 @@ def encode(x: np.ndarray, spec: ImageInput, *, request_id: str, binary: bool) ->
     tensor: dict[str, Any] = {"name": spec.name, "shape": shape, "datatype": spec.datatype}
     request: dict[str, Any] = {"id": request_id, "inputs": [tensor]}
     if not binary:
-        tensor["data"] = x.ravel().tolist()
-        return json.dumps(request, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
+        return _json_body(request, x.ravel()), {"Content-Type": "application/json"}
     raw = np.ascontiguousarray(x, dtype=DTYPES[spec.datatype]).tobytes()
     tensor["parameters"] = {"binary_data_size": len(raw)}
     header = json.dumps(request, separators=(",", ":")).encode()
     return header + raw, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
 
 
+def _json_body(request: dict[str, Any], flat: np.ndarray) -> bytes:
+    """``request`` as JSON, ``flat`` as the ``data`` of its one input tensor.
+
+    Every number reads back exactly in the datatype sent: orjson writes float32 values as
+    their shortest float64 repr; the standard library as ``%.9g`` (9 significant digits are
+    within 5e-9 of the value, relatively, well inside its float32 rounding interval, whose
+    half-width is at least 2**-25 = 3e-8: a parse to float64 then a cast to float32, or a
+    parse to float32, gives the value back). NaN and infinities (never sent by probe) keep
+    the standard library's literals.
+    """
+    finite = flat.dtype.kind != "f" or bool(np.isfinite(flat).all())
+    if _orjson is not None and finite:
+        data = flat.astype(np.float64 if flat.dtype.kind == "f" else np.int64)
+        return _orjson.dumps({**request, "inputs": [{**request["inputs"][0], "data": data}]},
+                             option=_orjson.OPT_SERIALIZE_NUMPY)  # fmt: skip
+    if flat.dtype == np.float32 and finite:
+        texts = list(map("%.9g".__mod__, flat.tolist()))
+        if np.signbit(flat).any():  # "-0" would read back as the integer 0
+            texts = ["-0.0" if t == "-0" else t for t in texts]
+        numbers = ",".join(texts)
+    else:
+        numbers = json.dumps(flat.tolist(), separators=(",", ":"))[1:-1]
+    head = json.dumps(request, separators=(",", ":"))  # ...,"inputs":[{TENSOR}]}: data goes last in TENSOR
+    return f'{head[:-3]},"data":[{numbers}]}}]}}'.encode()
+
+
+def loads(text: bytes | str) -> Any:
+    """JSON text -> Python (orjson when installed). A ValueError when it is not JSON; a
+    RecursionError when it is nested deeper than the parser goes."""
+    if _orjson is None:
+        return json.loads(text)
+    try:
+        return _orjson.loads(text)
+    except _orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):
+            raise RecursionError(str(exc)) from None
+        raise
+
+
 def decode_request(body: bytes, header_length: int | None) -> tuple[dict, bytes]:
     """A request's JSON header and its binary part (empty without the binary extension)."""
     if header_length is None:
-        return json.loads(body), b""
+        return loads(body), b""
     if not 0 <= header_length <= len(body):
         raise ValueError(f"{HEADER_LENGTH} {header_length} is not within the body's {len(body)} bytes")
-    return json.loads(body[:header_length]), body[header_length:]
+    return loads(body[:header_length]), body[header_length:]
 
 
 def top1(body: Any, k: int, output: str | None = None, classes: Classes | None = None) -> np.ndarray:
