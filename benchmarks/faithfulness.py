@@ -1,15 +1,19 @@
 """Faithfulness of the ``paper`` preset: the authors' code and probe's paper preset on the same
 model, images and oracle, at the same number of queries (the official run's own count, its
 uncounted queries included, is probe's budget). Reported: the geometric mean over the images
-of probe's L2 / the official code's L2 (faithful: within 0.9-1.1).
+of probe's distance / the official code's (L2; Linf for RayS; faithful: within 0.9-1.1).
 
 The official codes are NOT part of probe: check them out yourself, outside this repository,
-and give the folder (it holds ``HSJA/hsja.py`` from Jianbo-Lab/HSJA and ``SurFree/`` from
-t-maho/SurFree at c9920f2: ``surfree.py``, ``utils/`` and ``config_example.json``; SurFree's
-needs torch)::
+and give the folder. It holds ``HSJA/hsja.py`` (Jianbo-Lab/HSJA), ``SurFree/`` (t-maho/SurFree
+at c9920f2: ``surfree.py``, ``utils/``, ``config_example.json``), ``RayS/`` (uclaml/RayS:
+``RayS_Single.py``), ``CGBA/`` (Farhamdur/CGBA: ``proposed_attack.py``, ``utils.py``) and
+``PopSkipJump/`` (cjsg/PopSkipJump at b789e47: ``popskip.py``, ``abstract_attack.py``,
+``infomax.py``, ``defaultparams.py``, ``adversarial.py``, ``tracker.py``, ``model_interface.py``);
+all but HSJA need torch (no CUDA: RayS's ``.cuda()`` calls are made no-ops)::
 
     python benchmarks/faithfulness.py --reference /path/to/checkouts --attack hsja --attack surfree \\
-        --images 10 --rows results/faithfulness.jsonl
+        --attack rays --attack cgba --attack popskipjump --images 10 --rows results/faithfulness.jsonl
+    python benchmarks/faithfulness.py --summary results/faithfulness.jsonl
 
 No smoothing: the answers are the model's labels (both sides see the same deterministic oracle).
 """
@@ -254,8 +258,8 @@ def run(args) -> int:
 
 def summary(path: Path) -> int:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    print("| attack | runs (images x seeds) | median queries | median L2 official | median L2 probe paper "
-          "| geo-mean probe / official (95% interval) |")
+    print("| attack | runs (images x seeds) | median queries | median distance official | median distance probe "
+          "paper | geo-mean probe / official (95% interval) |")
     print("|---|---|---|---|---|---|")
     for name in sorted({r["attack"] for r in rows}):
         mine = [r for r in rows if r["attack"] == name and math.isfinite(r["probe_l2"]) and r["official_l2"] > 0]
