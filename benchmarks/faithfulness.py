@@ -159,9 +159,10 @@ def official_cgba(reference: Path, model: Counted, x0: np.ndarray, seed: int, it
     return adv[0].numpy()
 
 
-def official_popskipjump(reference: Path, model: Counted, x0: np.ndarray, seed: int, iterations: int) -> np.ndarray:
-    """cjsg/PopSkipJump's ``popskip.py`` (its DefaultParams: CIFAR-10's grid 300, L2, gamma 1, B_0 100)
-    through a deterministic ``ModelInterface`` stand-in (every row of every call counted)."""
+def official_popskipjump(reference: Path, model: Counted, x0: np.ndarray, seed: int, iterations: int,
+                         grid: int) -> np.ndarray:
+    """cjsg/PopSkipJump's ``popskip.py`` (its DefaultParams: L2, gamma 1, B_0 100, CIFAR-10's grid
+    300 unless ``grid``) through a deterministic ``ModelInterface`` stand-in (every row counted)."""
     import types  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
@@ -194,6 +195,7 @@ def official_popskipjump(reference: Path, model: Counted, x0: np.ndarray, seed: 
 
     params = defaultparams.DefaultParams()
     params.distance, params.dataset, params.num_iterations = "l2", "cifar10", iterations
+    params.grid_size = {"cifar10": grid}
     torch.manual_seed(seed)
     attack = popskip.PopSkipJump(Interface(), x0.shape, device=None, params=params)
     label = int(model.runtime.labels(x0[None])[0])
@@ -232,7 +234,7 @@ def run(args) -> int:
                 elif name == "rays":
                     ref = official_rays(args.reference, model, x0, ref_seed, args.budget)
                 elif name == "popskipjump":
-                    ref = official_popskipjump(args.reference, model, x0, ref_seed, args.psj_iterations)
+                    ref = official_popskipjump(args.reference, model, x0, ref_seed, args.psj_iterations, args.psj_grid)
                 else:
                     ref = official_cgba(args.reference, model, x0, ref_seed, args.cgba_iterations,
                                         PRESETS["paper"]["cgba"]["sigma"])
@@ -240,11 +242,13 @@ def run(args) -> int:
                 budget = model.rows
                 ref_adv = bool(runtime.labels(ref[None].astype(np.float32))[0] != label)
                 norm = "linf" if name == "rays" else "l2"
-                attack = build_attack(name, norm=norm, settings=AttackSettings(preset="paper"))
+                options = {"popskipjump": {"grid_size": args.psj_grid}} if args.psj_grid != 300 else {}
+                attack = build_attack(name, norm=norm, settings=AttackSettings(preset="paper", options=options))
                 oracle = lambda pts, label=label: runtime.labels(pts) != label  # noqa: E731
                 outcome = run_attack(attack, x0, oracle, budget, np.random.default_rng([args.seed, index]))
                 row = {"model": args.model, "image": samples.ids[index], "attack": name, "seed": args.seed,
                        "queries": budget,
+                       **({"grid": args.psj_grid} if name == "popskipjump" else {}),
                        "norm": norm,
                        "official_l2": float(np.linalg.norm((ref - x0).ravel(), ord=2 if norm == "l2" else np.inf)),
                        "official_adversarial": ref_adv,
@@ -283,6 +287,8 @@ def main(argv=None) -> int:
     parser.add_argument("--hsja-iterations", type=int, default=4, help="the official HSJA's num_iterations")
     parser.add_argument("--cgba-iterations", type=int, default=10, help="the official CGBA's iteration")
     parser.add_argument("--psj-iterations", type=int, default=4, help="the official PopSkipJump's iterations")
+    parser.add_argument("--psj-grid", type=int, default=300,
+                        help="PopSkipJump's grid_size on both sides (the code's CIFAR-10 300; 100 is its MNIST's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", type=Path, default=Path("results/faithfulness.jsonl"))
     parser.add_argument("--summary", type=Path)
