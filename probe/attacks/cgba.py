@@ -269,7 +269,8 @@ class CGBA(Attack):
             if self.bisection == "bayes":  # probes that reach across the measured band
                 if contradicted:
                     cap = self.noise_radius * D
-                    step = crossing_probe_size(band, step, self.noise_delta, probe_dim(shape, ratio, self.min_side), cap)
+                    k_dim = probe_dim(shape, ratio, self.min_side)
+                    step = crossing_probe_size(band, step, self.noise_delta, k_dim, cap)
                 else:
                     step = noise_probe_size(band, step, self.noise_delta)
                 step *= reach

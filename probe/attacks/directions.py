@@ -132,7 +132,9 @@ def gaussian_probes(shape: tuple[int, ...], rng: np.random.Generator, n: int) ->
     return pts
 
 
-def low_frequency_shape(shape: tuple[int, ...], ratio: float, min_side: int = MIN_SUBSPACE_SIDE) -> tuple[int, int, int]:
+def low_frequency_shape(
+    shape: tuple[int, ...], ratio: float, min_side: int = MIN_SUBSPACE_SIDE
+) -> tuple[int, int, int]:
     """(C, kh, kw): the DCT coefficients :class:`LowFrequencyProbes` keeps at ``ratio``."""
     c, h, w = chw(shape)
     kh, kw = (min(n, max(int(round(ratio * n)), min_side, 1)) for n in (h, w))
