@@ -51,6 +51,7 @@ CONFIGS = [
     ("cgba", "paper", {}),
     ("cgba", "start=uniform", {"start": "uniform", "max_init_tries": 100}),
     ("cgba", "sigma=0 (unit probes, delta D)", {"sigma": 0.0}),
+    ("cgba", "min_side=16 (16x16 subspace on 32x32)", {"min_side": 16}),
 ]
 
 

@@ -46,7 +46,8 @@ def test_cgba_paper_preset_runs_within_budget_and_is_weaker_than_probe_at_32():
     paper = make_attack("cgba", **PRESETS["paper"]["cgba"])
     out = run_attack(paper, p.x0, p.is_adv, BUDGET, np.random.default_rng(0))
     assert out.found and out.queries == BUDGET
-    assert 1.9 <= p.ratio(out.x_adv) <= 3.2  # measured 2.70 (fixed subspace 16x16 of 32x32)
+    # measured 4.28: the code's fixed subspace, 8x8 of 32x32, holds 1/16 of a random w (16x16: 2.70)
+    assert 3.2 <= p.ratio(out.x_adv) <= 5.4
 
 
 @pytest.mark.parametrize("budget", [1, 7, 333])

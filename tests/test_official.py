@@ -260,7 +260,10 @@ def test_rays_paper_preset_asks_the_official_points(seed):
 def test_cgba_paper_preset_starts_with_a_noise_ramp_and_probes_of_random_length():
     """Farhamdur/CGBA: the start asks x0 + k 0.02 N(0, I), k = 1, 2, ... until one is
     adversarial; the normal estimate's probes are sigma N(0, I_k) on the low-frequency subspace
-    (k = 3 x 16 x 16 here): lengths chi_k distributed, about sigma sqrt(k), whatever D."""
+    of dim_reduc_factor 4 (``find_random``: the first 32 / 4 = 8 DCT frequencies a side, k =
+    3 x 8 x 8 here): lengths chi_k distributed, about sigma sqrt(k), whatever D."""
+    from scipy.fft import dctn
+
     from probe.attacks.directions import probe_dim
 
     attack = build_attack("cgba", norm="l2", settings=PAPER)
@@ -283,13 +286,19 @@ def test_cgba_paper_preset_starts_with_a_noise_ramp_and_probes_of_random_length(
         assert np.linalg.norm(pts[0] - x0) / (0.02 * k * math.sqrt(d)) == pytest.approx(1.0, abs=0.12), k
     batches = [(i, pts) for i, (pts, _) in enumerate(trace) if len(pts) > 1]
     assert len(batches) >= 3
-    k_dim = probe_dim(p.x0.shape, 0.25)
+    k_dim = probe_dim(p.x0.shape, 0.25, attack.min_side)
+    assert k_dim == 3 * 8 * 8
     for i, pts in batches:
         x_b = next(q[0] for q, a in reversed(trace[:i]) if len(q) == 1 and a[0])
         lengths = np.linalg.norm(pts - x_b, axis=1) / attack.sigma
         # chi_k: mean sqrt(k - 1/2), standard deviation 1/sqrt(2) (unit probes would have none)
         assert np.mean(lengths) == pytest.approx(math.sqrt(k_dim - 0.5), rel=0.02)
         assert 0.5 < np.std(lengths) < 0.95
+        coef = dctn((pts - x_b).reshape(-1, 3, 32, 32), axes=(2, 3), norm="ortho")
+        outside = coef.copy()
+        outside[:, :, :8, :8] = 0.0
+        # nothing above frequency 8 but float32 rounding (16 a side: 3/4 of the energy)
+        assert np.sum(outside**2) <= 1e-3 * np.sum(coef**2)
 
 
 # -- PopSkipJump -----------------------------------------------------------------------------

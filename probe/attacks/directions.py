@@ -132,24 +132,26 @@ def gaussian_probes(shape: tuple[int, ...], rng: np.random.Generator, n: int) ->
     return pts
 
 
-def low_frequency_shape(shape: tuple[int, ...], ratio: float) -> tuple[int, int, int]:
+def low_frequency_shape(
+    shape: tuple[int, ...], ratio: float, min_side: int = MIN_SUBSPACE_SIDE
+) -> tuple[int, int, int]:
     """(C, kh, kw): the DCT coefficients :class:`LowFrequencyProbes` keeps at ``ratio``."""
     c, h, w = chw(shape)
-    kh, kw = (min(n, max(int(round(ratio * n)), MIN_SUBSPACE_SIDE)) for n in (h, w))
+    kh, kw = (min(n, max(int(round(ratio * n)), min_side, 1)) for n in (h, w))
     return c, kh, kw
 
 
-def probe_dim(shape: tuple[int, ...], subspace: float) -> int:
-    """The dimension of the space ``unit_probes(shape, ..., subspace)`` draws from."""
+def probe_dim(shape: tuple[int, ...], subspace: float, min_side: int = MIN_SUBSPACE_SIDE) -> int:
+    """The dimension of the space ``unit_probes(shape, ..., subspace, min_side)`` draws from."""
     if subspace < 1.0 and max(chw(shape)) <= MAX_DCT_SIDE:
-        return int(np.prod(low_frequency_shape(shape, subspace)))
+        return int(np.prod(low_frequency_shape(shape, subspace, min_side)))
     return int(np.prod(shape))
 
 
 class LowFrequencyProbes:
     """Unit probe directions in the low-frequency subspace of the image: i.i.d. Gaussian
     coefficients on the first ``ratio`` of each spatial side's DCT-II frequencies (at least
-    ``MIN_SUBSPACE_SIDE``, at most the side; all channels), mapped back by the inverse DCT
+    ``min_side``, MIN_SUBSPACE_SIDE unless told, at most the side; all channels), mapped back by the inverse DCT
     (``A_h^T Z A_w``, two small matrices).
 
     The subspace has about ``C (ratio H) (ratio W)`` dimensions: the gradient of a natural-image
@@ -157,11 +159,13 @@ class LowFrequencyProbes:
     a probe drawn in the whole space (QEBA, Li et al. CVPR 2020; Guo et al. 2019).
     """
 
-    def __init__(self, shape: tuple[int, ...], rng: np.random.Generator, ratio: float) -> None:
+    def __init__(
+        self, shape: tuple[int, ...], rng: np.random.Generator, ratio: float, min_side: int = MIN_SUBSPACE_SIDE
+    ) -> None:
         self.shape = tuple(shape)
         self.rng = rng
         _, h, w = self.dims = chw(self.shape)
-        self.coef_shape = low_frequency_shape(self.shape, ratio)
+        self.coef_shape = low_frequency_shape(self.shape, ratio, min_side)
         kh, kw = self.coef_shape[1:]
         self.a_h = dct_matrix(h)[:kh]  # (kh, h), orthonormal rows
         self.a_w = dct_matrix(w)[:kw]  # (kw, w)
@@ -174,13 +178,14 @@ class LowFrequencyProbes:
 
 
 def unit_probes(
-    shape: tuple[int, ...], rng: np.random.Generator, orthogonal: bool, subspace: float = 1.0
+    shape: tuple[int, ...], rng: np.random.Generator, orthogonal: bool, subspace: float = 1.0,
+    min_side: int = MIN_SUBSPACE_SIDE,
 ) -> Callable[[int], np.ndarray]:
     """``draw(n)``: n unit directions (n, *shape), float32: in the low-frequency subspace
     (:class:`LowFrequencyProbes`) when ``subspace < 1``, else orthonormal (:class:`OrthoProbes`)
     when asked and the shape allows, else i.i.d. Gaussian."""
     if subspace < 1.0 and max(chw(shape)) <= MAX_DCT_SIDE:
-        low = LowFrequencyProbes(shape, rng, subspace)
+        low = LowFrequencyProbes(shape, rng, subspace, min_side)
         if low.coef_shape != chw(shape):  # else: the subspace is the whole space
             return low.draw
     if orthogonal and max(chw(shape)) <= MAX_DCT_SIDE:

@@ -24,8 +24,8 @@ User options (``--attack-option hsja.memory=0``) are applied on top of the prese
   along the unit sign vector. CGBA (Reza, Rahmati, Wu, Dai 2023; Farhamdur/CGBA): N0 = 30
   probes times sqrt(t) of random length sigma N(0, I_k) (sigma 4.5e-5: the code's 2e-4 per
   normalised coefficient times ImageNet's std), the DCT subspace of dimension reduction
-  factor 4 (``subspace`` 0.25, at least 16 a side here), fresh plain-mean normal estimates,
-  the angle bisection from alpha = 0, the stop at 1e-4 (relative to the distance here) or
+  factor 4 (``subspace`` 0.25, ``min_side`` 1: 8 a side on CIFAR-10), fresh plain-mean
+  normal estimates, the angle bisection from alpha = 0, the stop at 1e-4 (relative to the distance here) or
   100 queries, the start x0 + k 0.02 N(0, I). PopSkipJump (Simon-Gabriel, Sheikh, Krause
   2021; cjsg/PopSkipJump): the class itself. PSJ: probe's own (the class defaults). No
   confirmation phase.
@@ -83,6 +83,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "cgba": {
             "init_num_evals": 30,
             "subspace": 0.25,
+            "min_side": 1,  # dim_reduc_factor 4 as the code: 3x8x8 on CIFAR-10
             "subspace_growth": 0.0,
             "memory": 0.0,
             "baseline": False,
