@@ -3,6 +3,7 @@ two ways of running the command line (in process, and through the real entry poi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.onnx_models import linear_weights, margin, save_linear
+
+# pytest-xdist's workers set COLUMNS=80: the commands' output would wrap where a pipe's does not
+# (probe.cli.output: 160 columns when writing to a file or a pipe). Tests see what a pipe gets.
+os.environ.pop("COLUMNS", None)
 
 
 @dataclass(frozen=True)
