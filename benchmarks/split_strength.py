@@ -12,7 +12,7 @@ Splits: ``tune`` = bundled images 0-9, ``report`` = 10-19; images the model misc
 skipped. Anchors on the same label-only oracle, every query counted (the start included) and
 credited with the closest adversarial they ever queried, at each budget mark: ``art`` (ART
 1.20.1 ``HopSkipJump``, L2: the anchor of ``hsja:*``), ``surfree-official`` (t-maho/SurFree at
-c9920f2, its ``config_example.json``: of ``surfree:*``), ``rays-official`` (uclaml/RayS'
+c9920f2, its ``config_example.json`` but its 50 steps lifted, the budget ends it: of ``surfree:*``), ``rays-official`` (uclaml/RayS'
 ``RayS_Single.py``, Linf: of ``rays:*``; deterministic, run for seed 0 only). probe's attacks are
 scored the same way (closest adversarial queried). ``--reference`` holds ``SurFree/`` and
 ``RayS/``. Configurations: as ``attack_strength.py`` (``hsja:probe``, ``surfree:probe:NAME=VALUE``).
@@ -142,6 +142,7 @@ def run_surfree(reference: Path, watch: Watch, x0: np.ndarray, seed: int, classe
         surfree.Basis.get_vector, surfree.Basis._probe_shim = get_vector, True
     config = json.loads((reference / "SurFree" / "config_example.json").read_text())
     config["init"]["max_queries"] = watch.budget
+    config["init"]["steps"] = watch.budget  # the example's 50 steps would end it before the budget
     config["init"]["final_line_search"] = False  # as faithfulness.py
     torch.manual_seed(seed)
     net = torch_net(watch, classes)
@@ -200,7 +201,7 @@ def run(args) -> int:
 
     runtime = load_model(args.model)
     samples = load_samples(args.model, limit=20)
-    indices = [i for s in args.split for i in SPLITS[s]]
+    indices = [i for s in args.split for i in SPLITS[s] if args.only is None or i in args.only]
     done = set()
     if args.rows.exists():
         for line in args.rows.read_text().splitlines():
@@ -276,6 +277,7 @@ def main(argv=None) -> int:
     ap.add_argument("--marks", default="500,1000,2000")
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--config", action="append")
+    ap.add_argument("--only", type=int, action="append", help="these image indices only (diagnosis)")
     ap.add_argument("--rows", type=Path, default=Path("results/split_strength.jsonl"))
     ap.add_argument("--summarize", type=Path, nargs="+")
     args = ap.parse_args(argv)
