@@ -30,6 +30,11 @@ from probe.attacks.search import bisect, blend, check_start, corner_start, noise
 StartGen = Generator[Points, Answers, "np.ndarray | None"]
 
 
+def _distance(x: np.ndarray, x0: np.ndarray, norm: str) -> float:
+    diff = (x - x0).ravel().astype(np.float64)
+    return float(np.abs(diff).max() if norm == "linf" else np.linalg.norm(diff))
+
+
 def first_adversarial(
     tracker: Tracker,
     x0: np.ndarray,
@@ -65,12 +70,14 @@ def nearest_start(
     scale: float = 0.5,
     max_tries: int = 100,
     growth: float = 1.5,
+    norm: str = "l2",
 ) -> StartGen:
     """The nearest of ``candidates`` adversarial starts along their blends (module notes).
 
     ``candidates=1`` or a caller's ``x_init``: :func:`first_adversarial` alone. Otherwise the
     extra candidates stop when ``share`` of the budget (as it stood on entry) is spent; each
-    extra draw gets at most ``max(1, max_tries // candidates)`` tries. Returns an adversarial
+    extra draw gets at most ``max(1, max_tries // candidates)`` tries; ``norm`` ("l2", "linf")
+    measures the distances (either scales linearly along a blend). Returns an adversarial
     point (answered so), or None.
     """
     cap = tracker.spent + max(0, int(share * tracker.remaining))
@@ -81,7 +88,7 @@ def nearest_start(
         return x_adv
     start = blend(x0, x_adv)
     hi, x_hi = yield from bisect(tracker, start, 0.0, 1.0, tol=0.0, x_hi=x_adv, rtol=rtol, max_steps=16)
-    best = float(np.linalg.norm((x_hi - x0).ravel().astype(np.float64)))
+    best = _distance(x_hi, x0, norm)
     tries = max(1, max_tries // candidates)
     for _ in range(candidates - 1):
         if tracker.spent >= cap or tracker.remaining <= 1:
@@ -91,7 +98,7 @@ def nearest_start(
         )
         if x is None:
             continue
-        length = float(np.linalg.norm((x - x0).ravel().astype(np.float64)))
+        length = _distance(x, x0, norm)
         if tracker.spent >= cap or length == 0.0:
             continue
         line = blend(x0, x)
@@ -102,7 +109,7 @@ def nearest_start(
         _, x_new = yield from bisect(
             tracker, line, 0.0, a, tol=0.0, x_hi=x_a, rtol=rtol, max_steps=max(0, min(16, cap - tracker.spent))
         )
-        dist = float(np.linalg.norm((x_new - x0).ravel().astype(np.float64)))
+        dist = _distance(x_new, x0, norm)
         if dist < best:
             best, x_hi = dist, x_new
     return x_hi
