@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import io
 import json
 import math
@@ -232,8 +233,12 @@ def run(args) -> int:
     return 0
 
 
+def read_text(path: Path) -> str:
+    return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+
+
 def summarize(paths: list[Path], splits: list[str]) -> int:
-    rows = [json.loads(line) for p in paths for line in p.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for p in paths for line in read_text(p).splitlines() if line.strip()]
     rows = [r for r in rows if r["split"] in splits]
     for model in sorted({r["model"] for r in rows}):
         mine = [r for r in rows if r["model"] == model]
