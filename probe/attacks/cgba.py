@@ -61,7 +61,8 @@ import numpy as np
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import probe_dim, unit_probes
 from probe.attacks.noisy_search import BISECTIONS, bayes_search, crossing_probe_size, noise_probe_size
-from probe.attacks.search import bisect, blend, check_start, corner_start, noise_init
+from probe.attacks.search import bisect, blend
+from probe.attacks.start import first_adversarial
 from probe.validate import check_choice, check_int, check_real
 
 METHODS = ("auto", "cgba", "cgba_h")
@@ -236,14 +237,10 @@ class CGBA(Attack):
         shape = x0.shape
         d = int(x0.size)
         method = self.method if self.method != "auto" else ("cgba_h" if x_init is not None else "cgba")
-        x_adv = yield from check_start(tracker, x0, x_init)
-        if x_adv is None:
-            kind = "uniform" if self.start == "uniform" else "ramp"
-            x_adv = yield from noise_init(
-                tracker, x0, rng, kind=kind, scale=self.init_scale, max_tries=self.max_init_tries
-            )
-        if x_adv is None:  # sign corners and strong noise, with what is left
-            x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
+        x_adv = yield from first_adversarial(
+            tracker, x0, rng, x_init, kind="uniform" if self.start == "uniform" else "ramp",
+            scale=self.init_scale, max_tries=self.max_init_tries,
+        )
         if x_adv is None:
             return
         x_b, band, contradicted = yield from self._line(tracker, x0, x_adv)

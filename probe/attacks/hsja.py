@@ -50,7 +50,8 @@ import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import unit_probes
-from probe.attacks.search import bisect, blend, check_start, corner_start, gallop_down, linf_ball, noise_init
+from probe.attacks.search import bisect, blend, gallop_down, linf_ball
+from probe.attacks.start import nearest_start
 from probe.errors import BudgetExceeded
 from probe.validate import check_choice, check_int, check_real
 
@@ -80,6 +81,9 @@ class HSJA(Attack):
             (Default: 50)
         max_init_tries (int): >= 1, random images tried to find a first adversarial.
             (Default: 100)
+        starts (int): >= 1, random starts compared along their blends, the nearest kept
+            (:func:`~probe.attacks.start.nearest_start`; 1: the first; 4 chosen on the tuning
+            split, benchmarks/README.md). (Default: 4)
         max_halvings (int): >= 0, step-size halvings tried per iteration. (Default: 20)
         memory (float): in [0, 1], weight of the previous gradient estimate in the
             accumulated one (0: the reference, a fresh estimate at every iteration).
@@ -147,6 +151,7 @@ class HSJA(Attack):
         max_num_evals: int = 10000,
         init_num_evals: int = 50,
         max_init_tries: int = 100,
+        starts: int = 4,
         max_halvings: int = 20,
         memory: float = 1.0,
         orthogonal: bool = True,
@@ -165,6 +170,7 @@ class HSJA(Attack):
         self.max_num_evals = check_int("max_num_evals", max_num_evals, 1)
         self.init_num_evals = check_int("init_num_evals", init_num_evals, 1)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 1)
+        self.starts = check_int("starts", starts, 1)
         self.max_halvings = check_int("max_halvings", max_halvings, 0)
         self.memory = check_real("memory", memory, 0.0, 1.0)
         self.orthogonal = bool(orthogonal)
@@ -258,11 +264,10 @@ class HSJA(Attack):
         d = int(x0.size)
         theta = self.gamma / (d**1.5 if self.norm == "l2" else float(d) ** 2)
 
-        x_adv = yield from check_start(tracker, x0, x_init)
-        if x_adv is None:
-            x_adv = yield from noise_init(tracker, x0, rng, kind="uniform", max_tries=self.max_init_tries)
-        if x_adv is None:  # sign corners and strong noise, with what is left
-            x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
+        x_adv = yield from nearest_start(
+            tracker, x0, rng, x_init, candidates=self.starts, kind="uniform", max_tries=self.max_init_tries,
+            norm=self.norm,
+        )
         if x_adv is None:
             return
         if self.search == "bisect":  # the reference's start: the blend to the noise, to 0.001

@@ -42,7 +42,8 @@ import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.official import expected_cos, probes_for_cos
-from probe.attacks.search import blend, check_start, corner_start, noise_init
+from probe.attacks.search import blend
+from probe.attacks.start import first_adversarial
 from probe.validate import check_int, check_real
 
 WINDOW = 10  # the code's window_size: MAP estimates compared over window + 1 queries
@@ -205,11 +206,7 @@ class PopSkipJump(Attack):
         def target(n_det: float) -> float:  # HSJA's expected cosine with n_det probes
             return expected_cos(n_det, d, theta=theta, delta=theta * math.sqrt(d))
 
-        x_adv = yield from check_start(tracker, x0, x_init)
-        if x_adv is None:
-            x_adv = yield from noise_init(tracker, x0, rng, kind="uniform", max_tries=self.max_init_tries)
-        if x_adv is None:  # sign corners and strong noise, with what is left
-            x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
+        x_adv = yield from first_adversarial(tracker, x0, rng, x_init, kind="uniform", max_tries=self.max_init_tries)
         if x_adv is None:
             return
         before = distance(x_adv, x0, "l2")  # dist_post_update

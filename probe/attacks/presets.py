@@ -57,6 +57,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "report": "last",
             "linf_probes": "uniform",
             "max_init_tries": 10000,
+            "starts": 1,
             "max_halvings": 10000,
         },
         "surfree": {  # t-maho/SurFree at c9920f2 (HEAD): config_example.json and surfree.py

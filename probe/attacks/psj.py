@@ -55,7 +55,8 @@ import numpy as np
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import probe_dim, unit_probes
 from probe.attacks.noisy_search import bayes_search, crossing_probe_size, noise_probe_size
-from probe.attacks.search import blend, check_start, corner_start, noise_init
+from probe.attacks.search import blend
+from probe.attacks.start import first_adversarial
 from probe.validate import check_int, check_real
 
 RESOLUTION = 0.01  # a fitted band narrower than this share of the distance counts as no noise
@@ -183,11 +184,7 @@ class PSJ(Attack):
         d = int(x0.size)
         theta = self.gamma / d**1.5
         rtol = min(theta, 1e-3)  # the searches' relative precision (HSJA's: the probes must reach across)
-        x_adv = yield from check_start(tracker, x0, x_init)
-        if x_adv is None:
-            x_adv = yield from noise_init(tracker, x0, rng, kind="uniform", max_tries=self.max_init_tries)
-        if x_adv is None:  # sign corners and strong noise, with what is left
-            x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
+        x_adv = yield from first_adversarial(tracker, x0, rng, x_init, kind="uniform", max_tries=self.max_init_tries)
         if x_adv is None:
             return
         x_b, dist, band, contradicted = yield from self._to_boundary(tracker, x0, x_adv, rtol, None)

@@ -62,7 +62,8 @@ from probe.attacks.directions import AnchoredDirections, BandBasis, PastDirectio
 from probe.attacks.directions import zigzag_mask as zigzag_mask  # re-exported
 from probe.attacks.noisy_search import BISECTIONS, bisections
 from probe.attacks.official import angle_bisection, boosted_search
-from probe.attacks.search import blend, check_start, corner_start, gallop_down, noise_init, unit
+from probe.attacks.search import blend, gallop_down, unit
+from probe.attacks.start import nearest_start
 from probe.validate import check_choice, check_int, check_real
 
 BANDS = ("low", "full", "adaptive")
@@ -110,6 +111,8 @@ class SurFree(Attack):
             rotation (two boundary searches; for curved boundaries). (Default: False)
         init_scale (float): > 0, standard deviation of the starting noise.
             (Default: 0.5)
+        starts (int): >= 1, random starts compared (:func:`~probe.attacks.start.nearest_start`).
+            (Default: 1)
         max_init_tries (int): >= 1, noisy images tried to find a first adversarial.
             (Default: 100)
         init_tol (float): in (0, 1], relative precision of the first boundary search.
@@ -176,6 +179,7 @@ class SurFree(Attack):
         directions: str = "orthogonal",
         interpolation: bool = False,
         init_scale: float = 0.5,
+        starts: int = 1,
         max_init_tries: int = 100,
         init_tol: float = 1e-4,
         bisection: str = "plain",
@@ -200,6 +204,7 @@ class SurFree(Attack):
         self.interpolation = bool(interpolation)
         self.init_scale = check_real("init_scale", init_scale, 0.0, None, low_closed=False)
         self.max_init_tries = check_int("max_init_tries", max_init_tries, 1)
+        self.starts = check_int("starts", starts, 1)
         self.init_tol = check_real("init_tol", init_tol, 0.0, 1.0, low_closed=False)
         self.bisection = check_choice("bisection", bisection, BISECTIONS)
         self.bs_rule = check_choice("bs_rule", bs_rule, BS_RULES)
@@ -223,14 +228,10 @@ class SurFree(Attack):
         d = int(x0.size)
         bisect = bisections(self.bisection)[0]
         official = self.start == "official"
-        x_adv = yield from check_start(tracker, x0, x_init)
-        if x_adv is None:
-            x_adv = yield from noise_init(
-                tracker, x0, rng, kind="gaussian", scale=self.init_scale, max_tries=self.max_init_tries,
-                growth=1.0 if official else 1.5,
-            )
-        if x_adv is None:  # sign corners and strong noise, with what is left
-            x_adv = yield from corner_start(tracker, x0, rng, max_tries=tracker.remaining)
+        x_adv = yield from nearest_start(
+            tracker, x0, rng, x_init, candidates=self.starts, kind="gaussian", scale=self.init_scale,
+            max_tries=self.max_init_tries, growth=1.0 if official else 1.5,
+        )
         if x_adv is None:
             return
         if official:
