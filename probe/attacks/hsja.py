@@ -50,7 +50,7 @@ import numpy as np
 
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import unit_probes
-from probe.attacks.search import bisect, blend, gallop_down, linf_ball
+from probe.attacks.search import bisect, blend, gallop_down, halving_step, linf_ball, sum_step
 from probe.attacks.start import nearest_start
 from probe.errors import BudgetExceeded
 from probe.validate import check_choice, check_int, check_real
@@ -338,22 +338,13 @@ class HSJA(Attack):
             if self.step == "sum":
                 # toward the point at the same distance along the accumulated estimate: the
                 # new ray then follows the sum of all probe estimates
-                target = x0 + np.float32(dist) * v
-                v = target - x_b
-                eps = float(np.linalg.norm(v))
+                v, eps = sum_step(x0, x_b, dist, v)
                 if eps == 0.0:
                     t += 1
                     continue
-                v = v / np.float32(eps)
             else:
                 eps = dist / math.sqrt(t)
-            x_new = None
-            for _ in range(self.max_halvings + 1):
-                cand = np.clip(x_b + np.float32(eps) * v, 0.0, 1.0)
-                if (yield from tracker.is_adversarial(cand)):
-                    x_new = cand
-                    break
-                eps /= 2.0
+            x_new = yield from halving_step(tracker, x_b, v, eps, self.max_halvings)
             if x_new is not None:
                 # 3. back to the boundary
                 x_b2, dist2, before2 = yield from self._to_boundary(tracker, x0, x_new, theta, dist, rel)

@@ -55,7 +55,7 @@ import numpy as np
 from probe.attacks.base import Answers, Attack, Points, Tracker, distance
 from probe.attacks.directions import probe_dim, unit_probes
 from probe.attacks.noisy_search import bayes_search, crossing_probe_size, noise_probe_size
-from probe.attacks.search import blend
+from probe.attacks.search import blend, halving_step, sum_step
 from probe.attacks.start import first_adversarial
 from probe.validate import check_int, check_real
 
@@ -237,18 +237,10 @@ class PSJ(Attack):
                 continue
             v = (acc / norm_acc).astype(np.float32).reshape(shape)
             # HSJA's "sum" step: toward the point at distance dist along the accumulated estimate
-            step = x0 + np.float32(dist) * v - x_b
-            eps = float(np.linalg.norm(step))
+            step, eps = sum_step(x0, x_b, dist, v)
             if eps == 0.0:
                 continue
-            step /= np.float32(eps)
-            x_new = None
-            for _ in range(self.max_halvings + 1):
-                cand = np.clip(x_b + np.float32(eps) * step, 0.0, 1.0)
-                if (yield from tracker.is_adversarial(cand)):
-                    x_new = cand
-                    break
-                eps /= 2.0
+            x_new = yield from halving_step(tracker, x_b, step, eps, self.max_halvings)
             if x_new is not None:
                 x_b2, dist2, band2, contradicted2 = yield from self._to_boundary(tracker, x0, x_new, rtol, dist)
                 contradicted = contradicted or contradicted2

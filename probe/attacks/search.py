@@ -230,3 +230,27 @@ def unit(v: np.ndarray) -> np.ndarray:
     if not np.isfinite(n) or n == 0.0:
         return v
     return (v / n).astype(np.float32)
+
+
+def sum_step(x0: np.ndarray, x_b: np.ndarray, dist: float, v: np.ndarray) -> tuple[np.ndarray, float]:
+    """HSJA's "sum" step (and PSJ's): the unit direction from the boundary point ``x_b`` toward
+    ``x0 + dist v``, the point at the same distance along the (accumulated) estimate ``v``, and
+    that step's length (0: no step)."""
+    step = x0 + np.float32(dist) * v - x_b
+    eps = float(np.linalg.norm(step))
+    if eps > 0.0:
+        step /= np.float32(eps)
+    return step, eps
+
+
+def halving_step(
+    tracker: Tracker, x_b: np.ndarray, v: np.ndarray, eps: float, max_halvings: int
+) -> Generator[Points, Answers, "np.ndarray | None"]:
+    """The geometric step of HSJA and PSJ: ``x_b + eps v`` (clipped to [0, 1]), ``eps`` halved
+    until the point is adversarial, at most ``max_halvings`` times; the point, or None."""
+    for _ in range(max_halvings + 1):
+        cand = np.clip(x_b + np.float32(eps) * v, 0.0, 1.0)
+        if (yield from tracker.is_adversarial(cand)):
+            return cand
+        eps /= 2.0
+    return None
