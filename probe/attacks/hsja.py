@@ -82,8 +82,8 @@ class HSJA(Attack):
         max_init_tries (int): >= 1, random images tried to find a first adversarial.
             (Default: 100)
         starts (int): >= 1, random starts compared along their blends, the nearest kept
-            (:func:`~probe.attacks.start.nearest_start`; 1: the first; 4 chosen on the tuning
-            split, benchmarks/README.md). (Default: 4)
+            (:func:`~probe.attacks.start.nearest_start`; 1: the first). 4 helps a bare model on the
+            tuning split, not a smoothed one (benchmarks/README.md). (Default: 1)
         max_halvings (int): >= 0, step-size halvings tried per iteration. (Default: 20)
         memory (float): in [0, 1], weight of the previous gradient estimate in the
             accumulated one (0: the reference, a fresh estimate at every iteration).
@@ -151,7 +151,7 @@ class HSJA(Attack):
         max_num_evals: int = 10000,
         init_num_evals: int = 50,
         max_init_tries: int = 100,
-        starts: int = 4,
+        starts: int = 1,
         max_halvings: int = 20,
         memory: float = 1.0,
         orthogonal: bool = True,
