@@ -68,3 +68,15 @@ def test_identities_of_older_sweeps_do_not_change():
     moved = dataclasses.replace(cfg.settings, targeted=3, max_jobs=2)
     assert type(cfg)(cfg.model, moved).identity()["targeted"] == 3
     assert "max_jobs" not in type(cfg)(cfg.model, moved).identity()  # the job cap changes no record
+
+
+def test_probe_sweep_full_votes_changes_every_configuration():
+    """``probe sweep --full-votes`` (Sweep.with_settings): all n votes in every configuration, each
+    a configuration of its own (another id), the rest of the settings kept."""
+    sweep = parse_sweep({"models": ["m"], "sigma": [0.05, 0.15], "n": 5, "budget": 300})
+    full = sweep.with_settings(full_votes=True)
+    assert [c.full_votes for c in full.configs] == [True, True]
+    assert [c.sigma for c in full.configs] == [0.05, 0.15] and all(c.budget == 300 for c in full.configs)
+    assert not {c.id for c in full.configs} & {c.id for c in sweep.configs}
+    with pytest.raises(ProbeError, match="full_votes must be true or false"):
+        sweep.with_settings(full_votes="yes")

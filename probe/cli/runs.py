@@ -52,9 +52,7 @@ def sweep(
         import_ray()  # before any work: without the extra, one error line
     plan = load_sweep(config)
     if full_votes:  # other noise streams than early-stopped votes: other configurations (their own ids)
-        from dataclasses import replace
-
-        plan = replace(plan, configs=[replace(c, full_votes=True) for c in plan.configs])
+        plan = plan.with_settings(full_votes=True)
     err.print(f"sweep {escape(plan.name)}: {len(plan.configs)} configurations -> {escape(out_dir / RESULTS)}")
     interrupted = False
     with progress("success {task.fields[wins]}", "median L2 {task.fields[l2]}", quiet=quiet) as bar:

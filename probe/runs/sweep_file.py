@@ -100,9 +100,6 @@ _ENDPOINT_KEYS = {"url": str, "protocol": str, "concurrency": int, "timeout": (i
                   "num_classes": int, "classes": str, "max_rate": (int, float)}
 
 
-# --------------------------------------------------------------------------- configuration
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """One configuration of the grid: a model and the settings of its jobs
@@ -179,12 +176,12 @@ class RemoteOptions:
     num_classes: int | None
     classes: str | None
     batch_size: int | str
-    target: None = None
+    target: None = None  # a sweep's models are served models, not target files
     header: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class CertifySettings:
+class CertifySettings:  # CERTIFY of each attacked original, per (model, sigma): certify.jsonl
     n0: int = 100
     n: int = 1000
     alpha: float = 0.001
@@ -210,6 +207,11 @@ class Sweep:
     @property
     def models(self) -> list[str]:
         return list(dict.fromkeys(c.model for c in self.configs))
+
+    def with_settings(self, **changes: Any) -> Sweep:
+        """Every configuration's settings changed (``full_votes=True``: other configurations, other ids)."""
+        configs = [SweepConfig(c.model, dataclasses.replace(c.settings, **changes)) for c in self.configs]
+        return dataclasses.replace(self, configs=configs)
 
 
 def _as_list(value: Any) -> list:
