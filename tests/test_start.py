@@ -78,3 +78,19 @@ def test_a_callers_start_is_used_alone():
     tracker, log = Tracker(p.x0, 100, "l2"), []
     x = drive(nearest_start(tracker, p.x0, np.random.default_rng(0), x_init, candidates=8), p.is_adv, log)
     assert np.array_equal(x, x_init) and tracker.spent == 1
+
+
+def test_a_parameter_added_later_at_its_earlier_value_keeps_the_random_streams():
+    """HSJA's and SurFree's ``starts`` and CGBA's ``min_side`` came after records were published:
+    at the value that keeps the earlier behaviour they are left out of the attack's identity, so
+    the same seed gives the same records as before; any other value is another attack."""
+    import json
+
+    from probe.attacks import CGBA, HSJA, SurFree
+    from probe.runs.streams import attack_key, key_words
+
+    for attack, key in ((HSJA(), "starts"), (SurFree(), "starts"), (CGBA(), "min_side")):
+        earlier = {k: v for k, v in attack.params().items() if k != key}
+        assert attack_key(attack) == key_words(json.dumps({"name": attack.name, **earlier}, sort_keys=True))
+    assert attack_key(HSJA(starts=4)) != attack_key(HSJA())
+    assert "starts" in HSJA().params()  # the record still says every parameter

@@ -252,6 +252,9 @@ class Attack(ABC):
     #: the norms the attack supports; the first is its native one
     norms: ClassVar[tuple[str, ...]] = NORMS
     norm: str = "l2"  # set by each constructor (``self.norm = self._check_norm(norm)``)
+    #: parameters added after records were first published, with the value that keeps the earlier
+    #: behaviour: :meth:`identity` leaves them out at that value (earlier records keep their streams)
+    added: ClassVar[dict[str, Any]] = {}
 
     def _check_norm(self, norm: object) -> str:
         """``norm`` if this attack supports it (ProbeError otherwise)."""
@@ -276,6 +279,19 @@ class Attack(ABC):
         for key in self._param_names():
             value = getattr(self, key)
             out[key] = {"name": value.name, **value.params()} if isinstance(value, Attack) else value
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`params` without the parameters of ``added`` at their earlier value: what keys the
+        attack's random streams (:func:`probe.runs.streams.attack_key`), so that a parameter added
+        later and left at that value changes no record."""
+        out = {}
+        for key in self._param_names():
+            value = getattr(self, key)
+            if isinstance(value, Attack):
+                out[key] = {"name": value.name, **value.identity()}
+            elif key not in self.added or self.added[key] != value:
+                out[key] = value
         return out
 
     def __repr__(self) -> str:

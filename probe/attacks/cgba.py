@@ -150,6 +150,7 @@ class CGBA(Attack):
     """
 
     name = "cgba"
+    added = {"min_side": 16}  # issue #37 (2026-12-06)
     norms = ("l2",)
 
     def __init__(

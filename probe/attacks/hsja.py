@@ -141,6 +141,7 @@ class HSJA(Attack):
     """
 
     name = "hsja"
+    added = {"starts": 1}  # issue #37 (2026-12-06)
     norms = ("l2", "linf")
 
     def __init__(

@@ -161,6 +161,7 @@ class SurFree(Attack):
     """
 
     name = "surfree"
+    added = {"starts": 1}  # issue #37 (2026-12-06)
     norms = ("l2",)
 
     def __init__(

@@ -29,8 +29,9 @@ def image_key(x: np.ndarray) -> list[int]:
 
 
 def attack_key(attack) -> list[int]:
-    """The identity of an attack: its name and every parameter (``attack.params()``)."""
-    return key_words(json.dumps({"name": attack.name, **attack.params()}, sort_keys=True, default=str))
+    """The identity of an attack: its name and every parameter (``attack.identity()``: those added
+    later count only away from their earlier value)."""
+    return key_words(json.dumps({"name": attack.name, **attack.identity()}, sort_keys=True, default=str))
 
 
 def stream(seed: int, *keys: list[int], kind: int) -> np.random.Generator:
