@@ -14,7 +14,6 @@ and DEADLINE_EXCEEDED, ``--max-rate``. The message classes come from
 from __future__ import annotations
 
 import struct
-import time
 import uuid
 from typing import Any
 
@@ -116,14 +115,7 @@ class GrpcRuntime(RemoteRuntime):
         """ModelInfer, retrying what may pass."""
         wait, last = self._backoff, ""
         for attempt in range(self._retries + 1):
-            if attempt:
-                with self._lock:
-                    self.retried += 1
-                time.sleep(wait)
-                wait = min(wait * 2, 8.0)
-            self._limiter.wait()
-            with self._lock:
-                self.requests += 1
+            wait = self._attempt(attempt, wait)
             try:
                 return self._stub("ModelInfer")(request, timeout=self.endpoint.timeout, metadata=self._headers)
             except self._grpc.RpcError as exc:

@@ -156,18 +156,25 @@ class HttpModel(LabelModel):
         self._client.close()
 
     # ------------------------------------------------------------------ wire
+    def _attempt(self, attempt: int, wait: float) -> float:
+        """Before each try of a request (any transport): after a failed one, count the retry,
+        sleep ``wait`` and double it (at most 8 s); then the rate limit, and count the request.
+        Returns the wait before the next retry."""
+        if attempt:
+            with self._lock:
+                self.retried += 1
+            time.sleep(wait)
+            wait = min(wait * 2, 8.0)
+        self._limiter.wait()
+        with self._lock:
+            self.requests += 1
+        return wait
+
     def _send(self, method: str, path: str, points: int, **request: Any):
         """One request, retrying what may pass (429, 5xx, connection errors); the answer (HTTP 2xx)."""
         httpx, wait, last = self._httpx, self._backoff, ""
         for attempt in range(self._retries + 1):
-            if attempt:
-                with self._lock:
-                    self.retried += 1
-                time.sleep(wait)
-                wait = min(wait * 2, 8.0)
-            self._limiter.wait()
-            with self._lock:
-                self.requests += 1
+            wait = self._attempt(attempt, wait)
             try:
                 answer = self._client.request(method, path, **request)
             except httpx.ConnectError as exc:
