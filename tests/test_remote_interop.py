@@ -91,23 +91,34 @@ def mlserver(env: Path, folder: Path, log_path: Path, models: tuple[str, ...], c
         "http_port": port, "grpc_port": grpc_port, "metrics_port": free_port(), "parallel_workers": 0,
         "host": "127.0.0.1", "metrics_endpoint": None,
     }))  # fmt: skip
-    log = open(log_path, "w")
-    proc = subprocess.Popen([str(env / "bin" / "mlserver"), "start", str(folder)], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=cwd or folder)  # fmt: skip
+    command = [str(env / "bin" / "mlserver"), "start", str(folder)]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        for name in models:
-            while True:
-                assert proc.poll() is None, log_path.read_text()[-2000:]
-                assert time.monotonic() < deadline, "MLServer did not become ready"
-                try:
-                    if httpx.get(f"{url}/v2/models/{name}/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
+
+    def ready() -> bool:
+        return all(httpx.get(f"{url}/v2/models/{name}/ready", timeout=1).status_code == 200 for name in models)
+
+    with served(command, log_path, ready, "MLServer", cwd=cwd or folder):
         yield url, f"grpc://127.0.0.1:{grpc_port}"
+
+
+@contextlib.contextmanager
+def served(command: list[str], log_path: Path, ready, what: str, *, cwd: Path, seconds: float = 90):
+    """A server process (its output in ``log_path``) until ``ready()`` says so, within ``seconds``
+    (its log's end in the failure when it dies or is late); terminated after (killed after 20 s)."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            assert proc.poll() is None, log_path.read_text()[-2000:]
+            assert time.monotonic() < deadline, f"{what} did not become ready"
+            try:
+                if ready():
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield
     finally:
         proc.terminate()
         try:

@@ -13,8 +13,6 @@ import contextlib
 import importlib.util
 import json
 import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ httpx = pytest.importorskip("httpx")
 
 from probe.zoo import default_images, resolve_model  # noqa: E402
 from tests.test_remote import same_records  # noqa: E402
-from tests.test_remote_interop import interop_venv  # noqa: E402
+from tests.test_remote_interop import interop_venv, served  # noqa: E402
 from tests.test_serve import free_port  # noqa: E402
 
 PACKAGES = ("kserve==0.21.0", "onnxruntime", "numpy")
@@ -98,31 +96,15 @@ def kserve(env: Path, folder: Path, name: str):
     and its gRPC address; stopped after (at most 90 s to start, 20 s to stop)."""
     (folder / "serve.py").write_text(SERVER)
     port, grpc_port = free_port(), free_port()
-    log_path = folder / "kserve.log"
-    log = open(log_path, "w")
     args = [str(env / "bin" / "python"), str(folder / "serve.py"), str(resolve_model("cifar10-cnn")), name, str(port),
             str(grpc_port)]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log_path.read_text()[-2000:]
-            assert time.monotonic() < deadline, "KServe did not become ready"
-            try:
-                if httpx.get(f"{url}/v2/models/{name}/ready", timeout=1).status_code == 200 and _listening(grpc_port):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+
+    def ready() -> bool:
+        return httpx.get(f"{url}/v2/models/{name}/ready", timeout=1).status_code == 200 and _listening(grpc_port)
+
+    with served(args, folder / "kserve.log", ready, "KServe", cwd=folder):
         yield url, f"127.0.0.1:{grpc_port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def records_of(folder: Path) -> list[dict]:
