@@ -17,17 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from probe.attacks.base import Tracker  # noqa: E402
+from probe.attacks.base import Tracker, drive  # noqa: E402
 from probe.attacks.search import bisect, blend, noise_init  # noqa: E402
-
-
-def drive(gen, oracle):
-    try:
-        points = next(gen)
-        while True:
-            points = gen.send(oracle(points))
-    except StopIteration as stop:
-        return stop.value
 
 
 def main(argv=None) -> int:

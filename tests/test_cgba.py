@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from probe.attacks import CGBA, HSJA, Confirmed, make_attack, run_attack
-from probe.attacks.base import Tracker
+from probe.attacks.base import Tracker, drive
 from probe.attacks.noisy_search import bayes_search, crossing_probe_size
 from probe.attacks.presets import PRESETS
 from probe.attacks.search import bisect, blend
@@ -18,15 +18,6 @@ BUDGET = 2000
 # subspace grown x1.1 an iteration as chosen on EfficientNet-Lite0; x1.5 gave 1.04 and 1.75, a
 # fixed subspace 2.7); HSJA's bounds in tests/test_attacks.py are 1.05 and 1.9
 MEASURED_L2_BAND = {(3, 8, 8): (1.0, 1.08), (3, 32, 32): (1.95, 2.3)}
-
-
-def drive(gen, oracle):
-    try:
-        points = next(gen)
-        while True:
-            points = gen.send(oracle(points))
-    except StopIteration as stop:
-        return stop.value
 
 
 @pytest.mark.parametrize("shape", list(MEASURED_L2_BAND))

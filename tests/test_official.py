@@ -19,21 +19,12 @@ import numpy as np
 import pytest
 
 from probe.attacks import SurFree, run_attack
-from probe.attacks.base import Tracker
+from probe.attacks.base import Tracker, drive
 from probe.attacks.official import angle_bisection
 from probe.attacks.presets import AttackSettings, build_attack
 from tests.linear import make_problem
 
 PAPER = AttackSettings(preset="paper")
-
-
-def drive(gen, oracle):
-    try:
-        points = next(gen)
-        while True:
-            points = gen.send(oracle(points))
-    except StopIteration as stop:
-        return stop.value
 
 
 # -- SurFree --------------------------------------------------------------------------------

@@ -361,7 +361,11 @@ def run_attack(
         >>> outcome.found, outcome.queries, round(outcome.distance, 2)
         (True, 100, 0.25)
     """
-    gen = attack.run(x0, budget, rng, x_init)
+    return drive(attack.run(x0, budget, rng, x_init), oracle)
+
+
+def drive(gen: Generator[Points, Answers, Any], oracle: Callable[[Points], Answers]) -> Any:
+    """Answer every batch a generator of the attack protocol asks with ``oracle``; its return value."""
     try:
         points = next(gen)
         while True:
