@@ -70,7 +70,8 @@ def official_hsja(reference: Path, model: Counted, x0: np.ndarray, seed: int, it
     return official.hsja(model, x0.astype(np.float64), constraint="l2", num_iterations=iterations, verbose=False)
 
 
-def official_surfree(reference: Path, model: Counted, x0: np.ndarray, seed: int, budget: int) -> np.ndarray:
+def surfree_module(reference: Path):
+    """The official SurFree module from ``reference``, with one shim (below) that changes no result."""
     import torch  # noqa: PLC0415
 
     sys.path.insert(0, str(reference / "SurFree"))
@@ -87,6 +88,13 @@ def official_surfree(reference: Path, model: Counted, x0: np.ndarray, seed: int,
             return draw(self, ortho_with, indexes)
 
         surfree.Basis.get_vector, surfree.Basis._probe_shim = get_vector, True
+    return surfree
+
+
+def official_surfree(reference: Path, model: Counted, x0: np.ndarray, seed: int, budget: int) -> np.ndarray:
+    import torch  # noqa: PLC0415
+
+    surfree = surfree_module(reference)
     SurFree = surfree.SurFree
 
     config = json.loads((reference / "SurFree" / "config_example.json").read_text())

@@ -129,18 +129,9 @@ def torch_net(watch: Watch, classes: int):
 def run_surfree(reference: Path, watch: Watch, x0: np.ndarray, seed: int, classes: int) -> None:
     import torch
 
-    sys.path.insert(0, str(reference / "SurFree"))
-    import surfree  # noqa: PLC0415
+    from faithfulness import surfree_module  # noqa: PLC0415  (this folder: the script's own)
 
-    if not getattr(surfree.Basis, "_probe_shim", False):  # as faithfulness.py: empty draws
-        draw = surfree.Basis.get_vector
-
-        def get_vector(self, ortho_with=None, indexes=None):
-            if indexes is not None and len(indexes) == 0:
-                return torch.zeros_like(self.X)
-            return draw(self, ortho_with, indexes)
-
-        surfree.Basis.get_vector, surfree.Basis._probe_shim = get_vector, True
+    surfree = surfree_module(reference)
     config = json.loads((reference / "SurFree" / "config_example.json").read_text())
     config["init"]["max_queries"] = watch.budget
     config["init"]["steps"] = watch.budget  # the example's 50 steps would end it before the budget
