@@ -89,7 +89,7 @@ def nearest_start(
     if x_adv is None or x_init is not None or candidates <= 1:
         return x_adv
     start = blend(x0, x_adv)
-    hi, x_hi = yield from bisect(tracker, start, 0.0, 1.0, tol=0.0, x_hi=x_adv, rtol=rtol, max_steps=16)
+    _, x_hi = yield from bisect(tracker, start, 0.0, 1.0, tol=0.0, x_hi=x_adv, rtol=rtol, max_steps=16)
     best = _distance(x_hi, x0, norm)
     tries = max(1, max_tries // candidates)
     for _ in range(candidates - 1):
