@@ -218,6 +218,25 @@ def test_hsja_probe_preset_probes_are_orthonormal():
         check_hsja_paper(x0, trace, 1500)
 
 
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
+def test_hsja_probe_preset_probes_at_one_percent_of_the_distance(shape):
+    """delta = sqrt(d) theta dist: probe's theta (ART's, 0.01 / sqrt(d)) makes the probes 1% of
+    the boundary distance at any d (the reference's 1 / d^1.5, checked by check_hsja_paper,
+    makes them dist / d: 7e-6 dist at 3x224x224). From the second iteration (the first probes
+    at 0.1)."""
+    attack = build_attack("hsja", norm="l2", settings=PROBE)
+    assert (attack.gamma, attack.dim_power) == (0.01, 0.5)
+    x0, trace = record(attack, 1200, shape=shape)
+    iterations = hsja_iterations(trace)
+    assert len(iterations) >= 3
+    for it in iterations[1:3]:
+        r = it["probes"] - it["x_b"]
+        free = np.all((it["probes"] > 0) & (it["probes"] < 1), axis=1)  # unclipped probes
+        assert free.sum() >= len(r) // 2
+        ratio = np.linalg.norm(r[free], axis=1) / np.linalg.norm(it["x_b"] - x0)
+        assert np.allclose(ratio, 0.01, rtol=1e-3), (it["t"], ratio[:3])
+
+
 # -- SurFree ------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ pure-Python :mod:`probe.errors` and :mod:`probe.validate`. Knobs are keyword-onl
 >>> oracle = lambda pts: pts.reshape(len(pts), -1).mean(axis=1) > 0.55  # optimum: L2 0.4, Linf 0.05
 >>> attack = make_attack("hsja", norm="l2")
 >>> attack  # doctest: +ELLIPSIS
-HSJA(norm='l2', gamma=1.0, ...)
+HSJA(norm='l2', gamma=0.01, ...)
 >>> outcome = run_attack(attack, x0, oracle, budget=300, rng=np.random.default_rng(0))
 >>> outcome.found, outcome.queries, bool(0.4 <= outcome.distance < 0.45)
 (True, 300, True)

@@ -45,6 +45,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "probe": {"hsja": {}, "surfree": {}, "rays": {}, "cgba": {}, "psj": {}, "popskipjump": {}},
     "paper": {
         "hsja": {
+            "gamma": 1.0,
+            "dim_power": 1.5,
             "memory": 0.0,
             "orthogonal": False,
             "step": "geometric",
