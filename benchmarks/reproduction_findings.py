@@ -95,6 +95,26 @@ def paired(runs: Runs, title: str, pairs: list[tuple[tuple, tuple]], presets: li
                       f"{len(r)} | {_summary(r)} |")
 
 
+def outcomes(runs: Runs, presets: list[str], settings: list[tuple]) -> None:
+    print("\n### Verdicts and distortions (attacked: the images g(sigma, n) gets right, of the first 12)\n")
+    print("| setting | preset | " + " | ".join(f"{NAMES[a]}: adv / not / undecided, median L2" for a in ATTACKS) + " |")
+    print("|---|---|" + "---|" * len(ATTACKS))
+    for s in settings:
+        for preset in presets:
+            cells = []
+            for attack in ATTACKS:
+                cell = runs.cells.get((preset, attack, s), {})
+                if not cell:
+                    cells.append("-")
+                    continue
+                verdicts = [r["verdict"] for r in cell.values()]
+                wins = sorted(r["l2"] for r in cell.values() if r["success"])
+                median = f"{statistics.median(wins):.2f}" if wins else "-"
+                cells.append(f"{verdicts.count('adversarial')} / {verdicts.count('not adversarial')} / "
+                             f"{verdicts.count('undecided')}, {median}")
+            print(f"| {_label(s)} | {preset} | " + " | ".join(cells) + " |")
+
+
 def certified(runs: Runs, presets: list[str], settings: list[tuple]) -> None:
     print("\n### 5. L2 of each success / CERTIFY radius of its original (abstentions left out)\n")
     print("| preset | attack | setting | successes with a radius | geo-mean | min | share >= 30x |")
@@ -133,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [runs.accuracy.get((preset, s)) for s in [bare, *smoothed]]
         print(f"| {preset} | " + " | ".join("-" if a is None else f"{a:.2f}" for a in cells) + " |")
 
+    outcomes(runs, presets, [bare, *smoothed, _key(0.05, 5, 0.8)])
     n_pairs = [(_key(s, n), _key(s, 10)) for s in (0.05, 0.15) for n in (1, 5)]
     paired(runs, "1. Fewer samples: L2(n) / L2(n = 10); above 1 = fewer samples more robust", n_pairs, presets)
     sigma_pairs = [(_key(0.15, n), _key(0.05, n)) for n in (1, 5, 10)]
