@@ -45,6 +45,7 @@ CONFIGS = [
     ("hsja", "delta_from=after", {"delta_from": "after"}),
     ("hsja", "report=best", {"report": "best"}),
     ("hsja", "max_init_tries=100, max_halvings=20", {"max_init_tries": 100, "max_halvings": 20}),
+    ("hsja", "gamma=0.01, dim_power=0.5 (ART's theta)", {"gamma": 0.01, "dim_power": 0.5}),
     ("rays", "paper", {}),
     ("rays", "search=gallop", {"search": "gallop"}),
     ("rays", "start=probe", {"start": "probe"}),

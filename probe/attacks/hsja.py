@@ -33,6 +33,9 @@ Improvements over the reference, all within HSJA (same probes, same step rule):
   ``init_num_evals sqrt(t)`` but the iterations are made to end with the budget;
 * the boundary bisections start from the expected position of the boundary, and stop
   at a precision relative to the distance reached (theta * dist).
+* the probes are 1% of the distance at any d (ART's theta, 0.01 / sqrt(d)): the reference's
+  dist / d (theta = 1 / d^1.5) is 7e-6 dist at 3x224x224, where the walk stalled
+  (``gamma``, ``dim_power``; issue #37, benchmarks/README.md).
 
 Measured at 2,000 queries on random linear models (benchmarks/attack_quality.py):
 1.04x the optimal L2 at d = 3x8x8 and 1.64x at 3x32x32, against 1.09x and 2.0x for
