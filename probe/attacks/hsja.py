@@ -37,9 +37,10 @@ Improvements over the reference, all within HSJA (same probes, same step rule):
   dist / d (theta = 1 / d^1.5) is 7e-6 dist at 3x224x224, where the walk stalled
   (``gamma``, ``dim_power``; issue #37, benchmarks/README.md).
 
-Measured at 2,000 queries on random linear models (benchmarks/attack_quality.py):
-1.04x the optimal L2 at d = 3x8x8 and 1.64x at 3x32x32, against 1.09x and 2.0x for
-the reference settings (``memory=0, orthogonal=False, step="geometric"``).
+Measured at 2,000 queries on random linear models (benchmarks/attack_quality.py,
+results/attack_quality_issue37.txt): 1.04x the optimal L2 at d = 3x8x8 and 1.76x at
+3x32x32; the reference settings (``memory=0, orthogonal=False, step="geometric"``) measured
+1.09x and 2.0x before issue #37.
 
 Every query goes through the Tracker: the budget is exact and the result is the best
 verified adversarial.
